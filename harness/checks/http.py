@@ -1,0 +1,63 @@
+"""HTTPS probes against cluster components, TLS verified against the cluster's own CAs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import requests
+
+from harness.errors import TimeoutExpired
+from harness.providers.base import TLSClient
+
+log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class ProbeResult:
+    url: str
+    ok: bool
+    status: int | None
+    body: str
+    error: str
+    latency_s: float
+
+
+def probe(url: str, tls: TLSClient | None, timeout: float = 2.0, anonymous: bool = False) -> ProbeResult:
+    """GET a URL once; never raises for network errors, returns what happened."""
+    start = time.monotonic()
+    kwargs: dict[str, object] = {"timeout": timeout}
+    if url.startswith("https://"):
+        if tls is None:
+            raise ValueError(f"{url} needs a TLSClient")
+        kwargs["verify"] = str(tls.ca)
+        if not anonymous:
+            kwargs["cert"] = (str(tls.cert), str(tls.key))
+    try:
+        resp = requests.get(url, **kwargs)  # type: ignore[arg-type]
+    except requests.RequestException as exc:
+        return ProbeResult(url, False, None, "", f"{type(exc).__name__}: {exc}", time.monotonic() - start)
+    return ProbeResult(url, resp.status_code == 200, resp.status_code, resp.text[:2000], "", time.monotonic() - start)
+
+
+def wait_until(
+    what: str,
+    check: Callable[[], tuple[bool, str]],
+    timeout: float,
+    interval: float = 0.25,
+) -> float:
+    """Poll `check` until it reports success; return seconds waited or raise with the last state."""
+    start = time.monotonic()
+    deadline = start + timeout
+    last = "not checked yet"
+    while True:
+        try:
+            ok, last = check()
+        except Exception as exc:  # noqa: BLE001 - any failure of a probe is a state to report, not a crash
+            ok, last = False, f"{type(exc).__name__}: {exc}"
+        if ok:
+            return time.monotonic() - start
+        if time.monotonic() >= deadline:
+            raise TimeoutExpired(f"{what} not reached within {timeout:.0f}s; last state: {last}")
+        time.sleep(interval)

@@ -1,0 +1,251 @@
+"""The `kubequake` command line: the only place that prints to the terminal.
+
+Every HarnessError becomes one clear message on stderr and an exit code (2 = could not run),
+never a traceback; `--debug` shows the traceback for bug reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness import binaries, config
+from harness.errors import ClusterError, HarnessError
+
+log = logging.getLogger("kubequake")
+
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _add_cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="kubequake.toml with cluster settings")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set control_planes=5 (repeatable)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kubequake", description="Chaos and conformance harness for HA Kubernetes")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress at debug level")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start the local HA cluster (reuses one that already runs)")
+    _add_cluster_args(up)
+    up.add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C tears the cluster down")
+    up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for everything Ready")
+
+    down = sub.add_parser("down", help="stop the cluster and remove its run directory (safe to repeat)")
+    _add_cluster_args(down)
+
+    st = sub.add_parser("status", help="show components, etcd members, leaders and workers")
+    _add_cluster_args(st)
+    st.add_argument("--json", action="store_true", help="machine-readable output (stable contract)")
+
+    kc = sub.add_parser("kubeconfig", help="print the admin kubeconfig path")
+    _add_cluster_args(kc)
+
+    lg = sub.add_parser("logs", help="print a component's log")
+    _add_cluster_args(lg)
+    lg.add_argument("node")
+    lg.add_argument("component")
+    lg.add_argument("--tail", type=int, default=0, help="only the last N lines")
+
+    sub.add_parser("binaries", help="build (once per machine) or verify the pinned binaries and print versions")
+
+    run = sub.add_parser("run", help="run the scenario suites on a cluster with these settings; "
+                                     "remaining arguments go to pytest")
+    _add_cluster_args(run)
+    return p
+
+
+def _cluster_config(args: argparse.Namespace) -> config.ClusterConfig:
+    overrides = config.parse_set(args.sets)
+    return config.load(args.config, overrides)
+
+
+def _attach(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from harness.providers.local import LocalCluster
+
+    cfg = _cluster_config(args)
+    state = cfg.run_dir / "cluster.json"
+    if state.is_file():
+        # The running cluster's own settings win over defaults, so `status` after `up --set ...`
+        # needs no repetition of the --set flags.
+        recorded = json.loads(state.read_text()).get("config", {})
+        flat = config._flatten(recorded)
+        cfg = config.build({k: v for k, v in flat.items() if k in config.known_keys()})
+    return LocalCluster(cfg, detached=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from harness.providers.local import LocalCluster
+
+    cfg = _cluster_config(args)
+    bins = binaries.ensure()
+    cluster = LocalCluster(cfg, bins, detached=not args.foreground)
+    start = time.monotonic()
+    cluster.create(timeout=args.timeout)
+    took = time.monotonic() - start
+    print(f"cluster {cfg.name!r} ready in {took:.1f}s: {cfg.control_planes} control planes, {cfg.workers} workers")
+    print(f"API (through the LB): {cluster.lb_url()}")
+    print(f"kubeconfig: {cluster.kubeconfig()}")
+    if not args.foreground:
+        print("stop it with: kubequake down")
+        return EXIT_OK
+    print("running in the foreground; Ctrl-C stops it")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("stopping...")
+    finally:
+        cluster.destroy()
+    return EXIT_OK
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    cluster = _attach(args)
+    start = time.monotonic()
+    existed = cluster.run_dir.exists()
+    cluster.destroy()
+    if existed:
+        print(f"cluster {cluster.cfg.name!r} stopped and removed in {time.monotonic() - start:.1f}s")
+    else:
+        print(f"no cluster {cluster.cfg.name!r} to stop")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from harness.status import collect
+
+    cluster = _attach(args)
+    if not cluster.running():
+        if args.json:
+            print(json.dumps({"name": cluster.cfg.name, "running": False}))
+        else:
+            print(f"cluster {cluster.cfg.name!r} is not running; start it with `kubequake up`")
+        return EXIT_FAIL
+    st = collect(cluster)
+    if args.json:
+        data = st.to_dict()
+        data["running"] = True
+        print(json.dumps(data, indent=2))
+        return EXIT_OK if st.healthy else EXIT_FAIL
+    print(f"cluster {st.name} ({st.provider}) {'HEALTHY' if st.healthy else 'DEGRADED'}")
+    for n in st.nodes:
+        comps = ", ".join(f"{c}={s.state}" for c, s in n.components.items())
+        print(f"  {n.name:8} {n.role:14} {n.address:14} {comps}")
+    print(f"etcd: quorum={'yes' if st.etcd.quorum else 'NO'} leader={st.etcd.leader}")
+    for m in st.etcd.members:
+        print(f"  {m.name:8} healthy={m.healthy!s:5} leader={m.leader!s:5} term={m.raft_term} index={m.raft_index}"
+              + (f" error={m.error}" if m.error else ""))
+    print("apiservers: " + ", ".join(f"{a.node}={'ready' if a.ready else 'NOT READY'}" for a in st.apiservers))
+    print(f"load balancer {st.load_balancer.address}: {'ready' if st.load_balancer.ready else 'NOT READY'}")
+    print("leaders: " + ", ".join(f"{k}={v}" for k, v in st.leaders.items()))
+    print(f"workers: {sum(w.ready for w in st.workers)}/{len(st.workers)} Ready")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in st.versions.items()))
+    return EXIT_OK if st.healthy else EXIT_FAIL
+
+
+def cmd_kubeconfig(args: argparse.Namespace) -> int:
+    cluster = _attach(args)
+    path = cluster.kubeconfig()
+    if not path.is_file():
+        raise ClusterError(f"no kubeconfig at {path}: the cluster is not running; start it with `kubequake up`")
+    print(path)
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from harness.providers.base import Component
+
+    cluster = _attach(args)
+    node = cluster.node(args.node)
+    try:
+        component = Component(args.component)
+    except ValueError:
+        raise ClusterError(
+            f"unknown component {args.component!r}; {node.name} runs {', '.join(map(str, node.components()))}"
+        ) from None
+    if component not in node.components():
+        raise ClusterError(f"{node.name} does not run {component}; it runs {', '.join(map(str, node.components()))}")
+    path = cluster.log_path(node.name, component)
+    if not path.is_file():
+        raise ClusterError(f"no log at {path}: {node.name}/{component} has not run in this cluster")
+    lines = path.read_text(errors="replace").splitlines()
+    sys.stdout.write("\n".join(lines[-args.tail:] if args.tail else lines) + "\n")
+    return EXIT_OK
+
+
+def cmd_binaries(args: argparse.Namespace) -> int:
+    import subprocess
+
+    bins = binaries.ensure()
+    for name, path in sorted(bins.paths.items()):
+        flag = {"etcd": "--version", "etcdctl": "version", "kubectl": "version --client", "kwok": "--version",
+                "kwokctl": "--version"}.get(name, "--version")
+        out = subprocess.run([str(path), *flag.split()], capture_output=True, text=True, timeout=30, check=False)
+        first = (out.stdout or out.stderr).strip().splitlines()[:1]
+        print(f"{name:24} {first[0] if first else '?':40} {path}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
+    import pytest
+
+    cfg = _cluster_config(args)
+    plugin_args = []
+    if args.config:
+        plugin_args += ["--kq-config", str(args.config)]
+    for s in args.sets:
+        plugin_args += ["--kq-set", s]
+    log.info("running scenarios on cluster %s", cfg.name)
+    root = Path(__file__).resolve().parent.parent
+    targets = rest or [str(root / "scenarios")]
+    return int(pytest.main([*plugin_args, *targets]))
+
+
+COMMANDS = {
+    "up": cmd_up,
+    "down": cmd_down,
+    "status": cmd_status,
+    "kubeconfig": cmd_kubeconfig,
+    "logs": cmd_logs,
+    "binaries": cmd_binaries,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        if args.command == "run":
+            return cmd_run(args, rest)
+        return COMMANDS[args.command](args)
+    except HarnessError as exc:
+        if args.debug:
+            raise
+        print(f"kubequake {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"kubequake {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

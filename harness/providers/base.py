@@ -1,0 +1,67 @@
+"""The provider contract: what every way of getting an HA cluster (local, vagrant, existing) offers.
+
+Faults and checks speak only this interface, so the same scenario runs against real processes
+on loopback, Vagrant VMs or a staging cluster.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from harness.transport.base import CommandResult
+
+
+class Role(enum.StrEnum):
+    LOAD_BALANCER = "load-balancer"
+    CONTROL_PLANE = "control-plane"
+    WORKERS = "workers"
+
+
+class Component(enum.StrEnum):
+    ETCD = "etcd"
+    APISERVER = "kube-apiserver"
+    CONTROLLER_MANAGER = "kube-controller-manager"
+    SCHEDULER = "kube-scheduler"
+    HAPROXY = "haproxy"
+    KWOK = "kwok"
+
+
+CONTROL_PLANE_COMPONENTS = (Component.ETCD, Component.APISERVER, Component.CONTROLLER_MANAGER, Component.SCHEDULER)
+
+
+@dataclass(frozen=True)
+class TLSClient:
+    """Files a client needs to talk TLS to a component: CA bundle plus client cert and key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+class Node(Protocol):
+    name: str
+    role: Role
+    address: str
+
+    def run(self, argv: list[str], timeout: float) -> CommandResult: ...
+    def components(self) -> list[Component]: ...
+    def start(self, component: Component, timeout: float = 60.0) -> None: ...
+    def stop(self, component: Component, timeout: float = 10.0) -> None: ...
+    def kill(self, component: Component) -> None: ...
+    def freeze(self, component: Component) -> None: ...
+    def thaw(self, component: Component) -> None: ...
+    def power_off(self) -> None: ...
+    def power_on(self, timeout: float = 90.0) -> None: ...
+
+
+class Provider(Protocol):
+    name: str
+
+    def create(self, timeout: float = 180.0) -> None: ...
+    def destroy(self) -> None: ...
+    def nodes(self) -> list[Node]: ...
+    def node(self, name: str) -> Node: ...
+    def kubeconfig(self) -> Path: ...

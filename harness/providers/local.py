@@ -1,0 +1,625 @@
+"""The `local` provider: a real HA control plane as processes on loopback addresses.
+
+Each control-plane node is etcd, kube-apiserver, kube-controller-manager and kube-scheduler bound
+to its own 127.0.X.Y address; HAProxy on the LB address fronts the apiservers; KWOK turns Node
+objects into Ready simulated workers. The layout mirrors kubeadm's stacked-etcd topology, so a
+fault here means what it means on a real cluster: an apiserver talks to its own etcd member,
+controllers talk to their own node's apiserver, clients go through the LB.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import binaries as binmod
+from harness import pki as pkimod
+from harness.checks.http import probe, wait_until
+from harness.config import ClusterConfig
+from harness.errors import ClusterError, ClusterRunningError, HarnessError, PortInUseError
+from harness.providers.base import CONTROL_PLANE_COMPONENTS, Component, Role, TLSClient
+from harness.providers.haproxy import Backend, render_haproxy_config
+from harness.providers.process import ComponentState, ProcessSpec, Supervisor, sweep
+from harness.transport.base import CommandResult
+from harness.transport.local import LocalTransport
+
+log = logging.getLogger(__name__)
+
+KCM_PORT = 10257
+SCHEDULER_PORT = 10259
+ETCD_METRICS_PORT = 2381
+SERVICE_CIDR = "10.96.0.0/12"
+KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    role: Role
+    address: str
+    components: tuple[Component, ...]
+
+
+def topology(cfg: ClusterConfig) -> list[NodeSpec]:
+    nodes = [NodeSpec("lb", Role.LOAD_BALANCER, cfg.lb_address, (Component.HAPROXY,))]
+    for i, name in enumerate(cfg.node_names(), start=1):
+        nodes.append(NodeSpec(name, Role.CONTROL_PLANE, cfg.node_address(i), CONTROL_PLANE_COMPONENTS))
+    # KWOK is a client of the API only; its "node" owns no address of its own.
+    nodes.append(NodeSpec("workers", Role.WORKERS, cfg.lb_address, (Component.KWOK,)))
+    return nodes
+
+
+def port_owner(address: str, port: int) -> str:
+    """Best effort: which process listens on address:port (for error messages)."""
+    want = f"{_hex_addr(address)}:{port:04X}"
+    inodes: set[str] = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            parts = line.split()
+            if parts[1] in (want, f"00000000:{port:04X}") and parts[3] == "0A":
+                inodes.add(parts[9])
+    if not inodes:
+        return "an unknown process"
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    comm = (proc / "comm").read_text().strip()
+                    return f"{comm} (pid {proc.name})"
+    return "an unknown process"
+
+
+def _hex_addr(address: str) -> str:
+    return "".join(f"{int(o):02X}" for o in reversed(address.split(".")))
+
+
+def check_port_free(address: str, port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError:
+            owner = port_owner(address, port)
+            raise PortInUseError(
+                f"{address}:{port} ({what}) is already in use by {owner}. Stop it, or pick another "
+                f"address block with --set address_block=N"
+            ) from None
+
+
+class LocalNode:
+    """One node of the local cluster: its processes and its address."""
+
+    def __init__(self, cluster: LocalCluster, spec: NodeSpec) -> None:
+        self.cluster = cluster
+        self.spec = spec
+        self.name = spec.name
+        self.role = spec.role
+        self.address = spec.address
+        self._transport = LocalTransport()
+
+    def __repr__(self) -> str:
+        return f"LocalNode({self.name}@{self.address})"
+
+    def run(self, argv: list[str], timeout: float) -> CommandResult:
+        return self._transport.run(argv, timeout)
+
+    def components(self) -> list[Component]:
+        return list(self.spec.components)
+
+    def state(self, component: Component) -> ComponentState:
+        return self.cluster.supervisor.state(self.name, component)
+
+    def pid(self, component: Component) -> int | None:
+        return self.cluster.supervisor.pid(self.name, component)
+
+    def start(self, component: Component, timeout: float = 60.0) -> None:
+        sup = self.cluster.supervisor
+        if sup.state(self.name, component) in (ComponentState.RUNNING, ComponentState.FROZEN):
+            return
+        sup.start(self.cluster.process_spec(self.name, component))
+        self.cluster.wait_component_ready(self, component, timeout)
+
+    def stop(self, component: Component, timeout: float = 10.0) -> None:
+        self.cluster.supervisor.stop(self.name, component, timeout)
+
+    def kill(self, component: Component) -> None:
+        self.cluster.supervisor.kill(self.name, component)
+
+    def freeze(self, component: Component) -> None:
+        if not self.cluster.supervisor.signal(self.name, component, signal.SIGSTOP):
+            raise ClusterError(f"cannot freeze {self.name}/{component}: it is not running")
+
+    def thaw(self, component: Component) -> None:
+        self.cluster.supervisor.signal(self.name, component, signal.SIGCONT)
+
+    def power_off(self) -> None:
+        """All of the node's processes die at once, as on a pulled plug; data stays on disk."""
+        for component in self.spec.components:
+            self.cluster.supervisor.signal(self.name, component, signal.SIGKILL)
+        for component in self.spec.components:
+            self.cluster.supervisor.kill(self.name, component)
+
+    def power_on(self, timeout: float = 90.0) -> None:
+        """Boot the node's components in their start-up order and wait until each is ready."""
+        deadline = time.monotonic() + timeout
+        for component in self.spec.components:
+            self.start(component, timeout=max(1.0, deadline - time.monotonic()))
+
+
+class LocalCluster:
+    """A local HA cluster: create (idempotent), destroy (safe twice), status, nodes, kubeconfig."""
+
+    name = "local"
+
+    def __init__(
+        self, cfg: ClusterConfig, bins: binmod.BinarySet | None = None, *, detached: bool = False
+    ) -> None:
+        self.cfg = cfg
+        self.run_dir = cfg.run_dir
+        self._bins = bins
+        self.detached = detached
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.supervisor = Supervisor(self.run_dir / "processes.json", die_with_parent=not detached)
+        self._nodes = {s.name: LocalNode(self, s) for s in topology(cfg)}
+        self._pki: pkimod.ClusterPKI | None = None
+        self._signals_installed = False
+
+    # -- files -------------------------------------------------------------------------------
+    @property
+    def bins(self) -> binmod.BinarySet:
+        if self._bins is None:
+            self._bins = binmod.locate()
+        return self._bins
+
+    @property
+    def pki(self) -> pkimod.ClusterPKI:
+        if self._pki is None:
+            addrs = {n: self.cfg.node_address(i) for i, n in enumerate(self.cfg.node_names(), start=1)}
+            self._pki = pkimod.ensure_pki(self.run_dir / "pki", addrs, self.cfg.lb_address)
+        return self._pki
+
+    @property
+    def state_file(self) -> Path:
+        return self.run_dir / "cluster.json"
+
+    def kubeconfig(self) -> Path:
+        return self.run_dir / "admin.conf"
+
+    def admin_tls(self) -> TLSClient:
+        return TLSClient(self.pki.ca.cert, self.pki.admin.cert, self.pki.admin.key)
+
+    def etcd_tls(self) -> TLSClient:
+        return TLSClient(self.pki.etcd_ca.cert, self.pki.etcd_client.cert, self.pki.etcd_client.key)
+
+    def traffic_tls(self) -> TLSClient:
+        return TLSClient(self.pki.ca.cert, self.pki.traffic.cert, self.pki.traffic.key)
+
+    def lb_url(self) -> str:
+        return f"https://{self.cfg.lb_address}:{self.cfg.load_balancer.port}"
+
+    def apiserver_url(self, node: str) -> str:
+        return f"https://{self._nodes[node].address}:{self.cfg.apiserver.port}"
+
+    def etcd_url(self, node: str) -> str:
+        return f"https://{self._nodes[node].address}:{self.cfg.etcd.client_port}"
+
+    def log_path(self, node: str, component: Component) -> Path:
+        return self.run_dir / node / "logs" / f"{component}.log"
+
+    # -- topology ----------------------------------------------------------------------------
+    def nodes(self) -> list[LocalNode]:
+        return list(self._nodes.values())
+
+    def node(self, name: str) -> LocalNode:
+        try:
+            return self._nodes[name]
+        except KeyError:
+            raise ClusterError(f"no node {name!r}; this cluster has {', '.join(self._nodes)}") from None
+
+    def control_planes(self) -> list[LocalNode]:
+        return [n for n in self._nodes.values() if n.role is Role.CONTROL_PLANE]
+
+    # -- process specs -----------------------------------------------------------------------
+    def process_spec(self, node: str, component: Component) -> ProcessSpec:
+        spec = self._nodes[node].spec
+        argv = {
+            Component.ETCD: self._etcd_argv,
+            Component.APISERVER: self._apiserver_argv,
+            Component.CONTROLLER_MANAGER: self._kcm_argv,
+            Component.SCHEDULER: self._scheduler_argv,
+            Component.HAPROXY: self._haproxy_argv,
+            Component.KWOK: self._kwok_argv,
+        }[component](spec)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.run_dir)}
+        return ProcessSpec(node, component, argv, self.log_path(node, component), env)
+
+    def _etcd_argv(self, spec: NodeSpec) -> list[str]:
+        e = self.cfg.etcd
+        p = self.pki
+        peers = ",".join(
+            f"{n.name}=https://{n.address}:{e.peer_port}" for n in self.control_planes()
+        )
+        a = spec.address
+        return [
+            str(self.bins["etcd"]),
+            f"--name={spec.name}",
+            f"--data-dir={self.run_dir / spec.name / 'etcd'}",
+            f"--listen-client-urls=https://{a}:{e.client_port}",
+            f"--advertise-client-urls=https://{a}:{e.client_port}",
+            f"--listen-peer-urls=https://{a}:{e.peer_port}",
+            f"--initial-advertise-peer-urls=https://{a}:{e.peer_port}",
+            f"--listen-metrics-urls=http://{a}:{ETCD_METRICS_PORT}",
+            f"--initial-cluster={peers}",
+            "--initial-cluster-state=new",
+            f"--initial-cluster-token=kubequake-{self.cfg.name}",
+            f"--cert-file={p.etcd_server[spec.name].cert}",
+            f"--key-file={p.etcd_server[spec.name].key}",
+            f"--trusted-ca-file={p.etcd_ca.cert}",
+            "--client-cert-auth=true",
+            f"--peer-cert-file={p.etcd_peer[spec.name].cert}",
+            f"--peer-key-file={p.etcd_peer[spec.name].key}",
+            f"--peer-trusted-ca-file={p.etcd_ca.cert}",
+            "--peer-client-cert-auth=true",
+            f"--heartbeat-interval={e.heartbeat_ms}",
+            f"--election-timeout={e.election_timeout_ms}",
+            "--snapshot-count=10000",
+            "--log-level=info",
+        ]
+
+    def _apiserver_argv(self, spec: NodeSpec) -> list[str]:
+        p = self.pki
+        a = spec.address
+        if self.cfg.apiserver.etcd_servers == "local":
+            etcd = self.etcd_url(spec.name)
+        else:
+            etcd = ",".join(self.etcd_url(n.name) for n in self.control_planes())
+        return [
+            str(self.bins["kube-apiserver"]),
+            f"--advertise-address={a}",
+            f"--bind-address={a}",
+            f"--secure-port={self.cfg.apiserver.port}",
+            f"--etcd-servers={etcd}",
+            f"--etcd-cafile={p.etcd_ca.cert}",
+            f"--etcd-certfile={p.etcd_client.cert}",
+            f"--etcd-keyfile={p.etcd_client.key}",
+            f"--tls-cert-file={p.apiserver[spec.name].cert}",
+            f"--tls-private-key-file={p.apiserver[spec.name].key}",
+            f"--client-ca-file={p.ca.cert}",
+            f"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={p.sa_pub}",
+            f"--service-account-signing-key-file={p.sa_key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            "--allow-privileged=true",
+            f"--kubelet-client-certificate={p.apiserver_kubelet_client.cert}",
+            f"--kubelet-client-key={p.apiserver_kubelet_client.key}",
+            f"--proxy-client-cert-file={p.front_proxy_client.cert}",
+            f"--proxy-client-key-file={p.front_proxy_client.key}",
+            f"--requestheader-client-ca-file={p.front_proxy_ca.cert}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-username-headers=X-Remote-User",
+            f"--cert-dir={self.run_dir / spec.name / 'apiserver-certs'}",
+            "--profiling=false",
+        ]
+
+    def _leader_election_flags(self) -> list[str]:
+        le = self.cfg.leader_election
+        if not le.enabled:
+            return ["--leader-elect=false"]
+        return [
+            "--leader-elect=true",
+            f"--leader-elect-lease-duration={le.lease_duration_s}s",
+            f"--leader-elect-renew-deadline={le.renew_deadline_s}s",
+            f"--leader-elect-retry-period={le.retry_period_s}s",
+        ]
+
+    def _component_kubeconfig(self, spec: NodeSpec, who: str, user: pkimod.CertPair) -> Path:
+        # kubeadm points controllers at their own node's apiserver, not at the LB: losing the
+        # local apiserver is then what costs a controller its lease, as on a real node.
+        return self.pki.kubeconfig(
+            self.run_dir / spec.name / f"{who}.conf", self.apiserver_url(spec.name), user, f"system:{who}"
+        )
+
+    def _kcm_argv(self, spec: NodeSpec) -> list[str]:
+        p = self.pki
+        kc = self._component_kubeconfig(spec, "kube-controller-manager", p.controller_manager)
+        return [
+            str(self.bins["kube-controller-manager"]),
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            f"--bind-address={spec.address}",
+            f"--secure-port={KCM_PORT}",
+            f"--tls-cert-file={p.apiserver[spec.name].cert}",
+            f"--tls-private-key-file={p.apiserver[spec.name].key}",
+            f"--client-ca-file={p.ca.cert}",
+            f"--requestheader-client-ca-file={p.front_proxy_ca.cert}",
+            f"--root-ca-file={p.ca.cert}",
+            f"--service-account-private-key-file={p.sa_key}",
+            "--use-service-account-credentials=true",
+            f"--cluster-signing-cert-file={p.ca.cert}",
+            f"--cluster-signing-key-file={p.ca.key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--controllers=*,bootstrapsigner,tokencleaner",
+            *self._leader_election_flags(),
+            "--profiling=false",
+        ]
+
+    def _scheduler_argv(self, spec: NodeSpec) -> list[str]:
+        p = self.pki
+        kc = self._component_kubeconfig(spec, "kube-scheduler", p.scheduler)
+        return [
+            str(self.bins["kube-scheduler"]),
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            f"--bind-address={spec.address}",
+            f"--secure-port={SCHEDULER_PORT}",
+            f"--tls-cert-file={p.apiserver[spec.name].cert}",
+            f"--tls-private-key-file={p.apiserver[spec.name].key}",
+            f"--client-ca-file={p.ca.cert}",
+            f"--requestheader-client-ca-file={p.front_proxy_ca.cert}",
+            *self._leader_election_flags(),
+            "--profiling=false",
+        ]
+
+    def haproxy_config_path(self) -> Path:
+        return self.run_dir / "lb" / "haproxy.cfg"
+
+    def haproxy_stats_socket(self) -> Path:
+        return self.run_dir / "lb" / "haproxy.sock"
+
+    def _haproxy_argv(self, spec: NodeSpec) -> list[str]:
+        backends = [Backend(n.name, n.address, self.cfg.apiserver.port) for n in self.control_planes()]
+        path = self.haproxy_config_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            render_haproxy_config(
+                self.cfg,
+                backends,
+                pid_file=self.run_dir / "lb" / "haproxy.pid",
+                ca_file=self.pki.ca.cert,
+                stats_socket=self.haproxy_stats_socket(),
+            )
+        )
+        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        return [haproxy, "-db", "-f", str(path)]
+
+    def _kwok_argv(self, spec: NodeSpec) -> list[str]:
+        p = self.pki
+        kc = p.kubeconfig(self.run_dir / "workers" / "kwok.conf", self.lb_url(), p.kwok, "kubequake-kwok")
+        stages = self.bins.stage_dir
+        if stages is None:
+            raise ClusterError("KWOK stage definitions are missing; rebuild with `kubequake binaries`")
+        files = [
+            stages / "node" / "fast" / "node-initialize.yaml",
+            stages / "node" / "heartbeat" / "node-heartbeat.yaml",
+            *sorted((stages / "pod" / "fast").glob("*.yaml")),
+        ]
+        files = [f for f in files if f.is_file() and f.name != "kustomization.yaml"]
+        return [
+            str(self.bins["kwok"]),
+            f"--kubeconfig={kc}",
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
+            *(f"--config={f}" for f in files),
+        ]
+
+    # -- readiness ---------------------------------------------------------------------------
+    def component_health_url(self, node: LocalNode, component: Component) -> tuple[str, TLSClient | None]:
+        a = node.address
+        if component is Component.ETCD:
+            return f"http://{a}:{ETCD_METRICS_PORT}/health", None
+        if component is Component.APISERVER:
+            return f"https://{a}:{self.cfg.apiserver.port}/readyz", self.admin_tls()
+        if component is Component.CONTROLLER_MANAGER:
+            return f"https://{a}:{KCM_PORT}/healthz", self.admin_tls()
+        if component is Component.SCHEDULER:
+            return f"https://{a}:{SCHEDULER_PORT}/healthz", self.admin_tls()
+        if component is Component.HAPROXY:
+            return f"{self.lb_url()}/readyz", self.admin_tls()
+        raise ClusterError(f"{component} has no health endpoint")
+
+    def component_ready(self, node: LocalNode, component: Component, timeout: float = 2.0) -> tuple[bool, str]:
+        state = node.state(component)
+        if state is not ComponentState.RUNNING:
+            return False, f"{node.name}/{component} is {state}"
+        if component is Component.KWOK:
+            return True, "running"
+        url, tls = self.component_health_url(node, component)
+        r = probe(url, tls, timeout=timeout)
+        if component is Component.ETCD and r.ok:
+            return '"health":"true"' in r.body, r.body.strip()
+        return r.ok, f"{url}: {r.status} {r.error or r.body[:200]}"
+
+    def wait_component_ready(self, node: LocalNode, component: Component, timeout: float) -> float:
+        def check() -> tuple[bool, str]:
+            if node.state(component) is ComponentState.EXITED:
+                raise ClusterError(
+                    f"{node.name}/{component} exited during start-up; see {self.log_path(node.name, component)}"
+                )
+            return self.component_ready(node, component)
+
+        try:
+            return wait_until(f"{node.name}/{component} ready", check, timeout, interval=0.1)
+        except ClusterError as exc:
+            raise ClusterError(f"{exc}\n{self._log_tail(node.name, component)}") from None
+
+    def _log_tail(self, node: str, component: Component, lines: int = 12) -> str:
+        path = self.log_path(node, component)
+        try:
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return ""
+        return f"last lines of {path}:\n" + "\n".join("  " + t[:300] for t in text)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def running(self) -> bool:
+        return any(self.supervisor.state(r.node, r.component) in (ComponentState.RUNNING, ComponentState.FROZEN)
+                   for r in self.supervisor.records())
+
+    def _recorded_config(self) -> dict[str, object] | None:
+        try:
+            data = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return None
+        cfg = data.get("config")
+        return cfg if isinstance(cfg, dict) else None
+
+    def create(self, timeout: float = 180.0) -> None:
+        """Bring the cluster up, or reuse it if it already runs with the same settings."""
+        if self.running():
+            if self._recorded_config() == self.cfg.to_dict() and self.healthy_quick():
+                log.info("cluster %s already running with the same settings; reusing it", self.cfg.name)
+                self.install_signal_handlers()
+                return
+            raise ClusterRunningError(
+                f"cluster {self.cfg.name!r} is already running from {self.run_dir} with other settings or unhealthy; "
+                "run `kubequake down` first (or choose another --set name=... and address_block)"
+            )
+        self.destroy()  # a crashed run's leftovers go before anything new starts
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._check_ports()
+        _ = self.bins
+        started = time.monotonic()
+        self.install_signal_handlers()
+        try:
+            self._start_all(timeout)
+        except BaseException:
+            log.error("start-up failed; stopping everything that was started")
+            self.destroy()
+            raise
+        self.state_file.write_text(
+            json.dumps({"config": self.cfg.to_dict(), "detached": self.detached, "owner_pid": os.getpid(),
+                        "created_at": time.time(), "versions": self.bins.versions}, indent=2)
+        )
+        log.info("cluster %s ready in %.1fs", self.cfg.name, time.monotonic() - started)
+
+    def _check_ports(self) -> None:
+        e = self.cfg.etcd
+        checks = [(self.cfg.lb_address, self.cfg.load_balancer.port, "HAProxy"),
+                  (self.cfg.lb_address, self.cfg.load_balancer.stats_port, "HAProxy stats")]
+        for n in self.control_planes():
+            checks += [
+                (n.address, e.client_port, f"etcd client on {n.name}"),
+                (n.address, e.peer_port, f"etcd peer on {n.name}"),
+                (n.address, ETCD_METRICS_PORT, f"etcd metrics on {n.name}"),
+                (n.address, self.cfg.apiserver.port, f"kube-apiserver on {n.name}"),
+                (n.address, KCM_PORT, f"kube-controller-manager on {n.name}"),
+                (n.address, SCHEDULER_PORT, f"kube-scheduler on {n.name}"),
+            ]
+        for addr, port, what in checks:
+            check_port_free(addr, port, what)
+
+    def _start_parallel(self, nodes: list[LocalNode], component: Component, deadline: float) -> None:
+        for n in nodes:
+            self.supervisor.start(self.process_spec(n.name, component))
+        errors: list[BaseException] = []
+
+        def wait(n: LocalNode) -> None:
+            try:
+                self.wait_component_ready(n, component, max(1.0, deadline - time.monotonic()))
+            except BaseException as exc:  # noqa: BLE001 - collected and re-raised below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=wait, args=(n,), daemon=True) for n in nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(max(1.0, deadline - time.monotonic()) + 5)
+        if errors:
+            raise errors[0]
+
+    def _start_all(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        cps = self.control_planes()
+        # etcd members must start together: none can serve until a majority has joined.
+        self._start_parallel(cps, Component.ETCD, deadline)
+        self._start_parallel(cps, Component.APISERVER, deadline)
+        self._admin_kubeconfig()
+        self._start_parallel([self.node("lb")], Component.HAPROXY, deadline)
+        self._start_parallel(cps, Component.CONTROLLER_MANAGER, deadline)
+        self._start_parallel(cps, Component.SCHEDULER, deadline)
+        if self.cfg.workers:
+            self._start_parallel([self.node("workers")], Component.KWOK, deadline)
+            from harness.providers.workers import ensure_workers, wait_workers_ready
+
+            ensure_workers(self, self.cfg.workers)
+            wait_workers_ready(self, self.cfg.workers, max(1.0, deadline - time.monotonic()))
+
+    def _admin_kubeconfig(self) -> Path:
+        p = self.pki
+        return p.kubeconfig(self.kubeconfig(), self.lb_url(), p.admin, "kubernetes-admin")
+
+    def healthy_quick(self) -> bool:
+        return all(
+            self.component_ready(n, c)[0]
+            for n in self.nodes()
+            for c in n.components()
+            if c is not Component.KWOK or self.cfg.workers
+        )
+
+    def destroy(self) -> None:
+        """Stop every process of this cluster and remove its run directory; safe to call twice."""
+        # The run directory is deleted right after, so nothing is gained by a slow graceful
+        # shutdown layer by layer: every process gets SIGTERM at once and SIGKILL after 2 s.
+        self.supervisor.stop_all(timeout=2.0)
+        left = sweep(self.run_dir)
+        if left:
+            raise ClusterError(f"processes {left} of {self.run_dir} survived SIGKILL; check `ps -p {left[0]}`")
+        if self.run_dir.exists():
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        self._pki = None
+
+    # -- interruption ------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        """Owned clusters stop on interpreter exit and on SIGTERM, like on Ctrl-C."""
+        if self.detached or self._signals_installed:
+            return
+        self._signals_installed = True
+        atexit.register(self._atexit)
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGTERM)
+
+            def on_term(signum: int, frame: object) -> None:
+                # Turning SIGTERM into KeyboardInterrupt lets every finally block (fault undo,
+                # fixture teardown) run in order before the cluster goes.
+                if callable(previous) and previous not in (signal.SIG_DFL, signal.SIG_IGN):
+                    previous(signum, frame)  # type: ignore[arg-type]
+                raise KeyboardInterrupt(f"signal {signum}")
+
+            signal.signal(signal.SIGTERM, on_term)
+
+    def _atexit(self) -> None:
+        with contextlib.suppress(HarnessError, OSError):
+            if self.run_dir.exists():
+                self.destroy()
+
+
+@contextlib.contextmanager
+def running_cluster(cfg: ClusterConfig, keep: bool = False, timeout: float = 180.0) -> Iterator[LocalCluster]:
+    """A cluster for the duration of a with-block; torn down afterwards unless `keep`."""
+    cluster = LocalCluster(cfg, detached=keep)
+    cluster.create(timeout)
+    try:
+        yield cluster
+    finally:
+        if not keep:
+            cluster.destroy()

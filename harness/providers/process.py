@@ -1,0 +1,274 @@
+"""Supervision of the local cluster's processes: start, signal, stop, and remember them on disk.
+
+Each component is a child in its own session (so a terminal's Ctrl-C reaches only the harness,
+which then tears down in order) with its own log file. Every pid is recorded together with the
+kernel's start time of that pid, so a later `down` or `up` kills exactly the processes a crashed
+run left and never an unrelated process that happens to reuse the pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import enum
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness.errors import ClusterError
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+class ComponentState(enum.StrEnum):
+    RUNNING = "running"
+    FROZEN = "frozen"
+    STOPPED = "stopped"
+    EXITED = "exited"
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    node: str
+    component: str
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str] | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.node}/{self.component}"
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    node: str
+    component: str
+    pid: int
+    start_ticks: int
+    argv: list[str]
+    log_path: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.node}/{self.component}"
+
+
+def proc_start_ticks(pid: int) -> int | None:
+    """The kernel's start time of a pid, or None if it does not exist."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name may contain spaces and parentheses; fields resume after the last ')'.
+    fields = raw[raw.rfind(")") + 2 :].split()
+    return int(fields[19])
+
+
+def proc_state_letter(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return raw[raw.rfind(")") + 2 :].split()[0]
+
+
+def record_alive(rec: ProcessRecord) -> bool:
+    ticks = proc_start_ticks(rec.pid)
+    return ticks is not None and ticks == rec.start_ticks and proc_state_letter(rec.pid) not in ("Z", "X")
+
+
+def _die_with_parent() -> None:
+    # Children of a harness-owned cluster die with the harness even on SIGKILL of it, so a crashed
+    # pytest cannot leave etcd and apiservers running. Detached clusters (`kubequake up`) skip this.
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class Supervisor:
+    """Owns the processes of one cluster, persisted in a JSON state file."""
+
+    def __init__(self, state_file: Path, *, die_with_parent: bool) -> None:
+        self.state_file = state_file
+        self.die_with_parent = die_with_parent
+        self._popen: dict[str, subprocess.Popen[bytes]] = {}
+        self._records: dict[str, ProcessRecord] = {}
+        self._load()
+
+    # -- persistence -------------------------------------------------------------------------
+    def _load(self) -> None:
+        if not self.state_file.is_file():
+            return
+        try:
+            data = json.loads(self.state_file.read_text())
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable process state %s: %s", self.state_file, exc)
+            return
+        for item in data.get("processes", []):
+            rec = ProcessRecord(**item)
+            self._records[rec.key] = rec
+
+    def _save(self) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"processes": [asdict(r) for r in self._records.values()]}, indent=2))
+        os.replace(tmp, self.state_file)
+
+    # -- queries -----------------------------------------------------------------------------
+    def records(self) -> list[ProcessRecord]:
+        return list(self._records.values())
+
+    def record(self, node: str, component: str) -> ProcessRecord | None:
+        return self._records.get(f"{node}/{component}")
+
+    def state(self, node: str, component: str) -> ComponentState:
+        rec = self.record(node, component)
+        if rec is None:
+            return ComponentState.STOPPED
+        self._reap(rec.key)
+        if not record_alive(rec):
+            return ComponentState.EXITED
+        return ComponentState.FROZEN if proc_state_letter(rec.pid) == "T" else ComponentState.RUNNING
+
+    def pid(self, node: str, component: str) -> int | None:
+        rec = self.record(node, component)
+        return rec.pid if rec is not None and record_alive(rec) else None
+
+    def _reap(self, key: str) -> None:
+        popen = self._popen.get(key)
+        if popen is not None and popen.poll() is not None:
+            del self._popen[key]
+
+    # -- control -----------------------------------------------------------------------------
+    def start(self, spec: ProcessSpec) -> ProcessRecord:
+        existing = self.record(spec.node, spec.component)
+        if existing is not None and record_alive(existing):
+            raise ClusterError(f"{spec.key} is already running as pid {existing.pid}; stop it before starting it")
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        preexec: Callable[[], None] | None = _die_with_parent if self.die_with_parent else None
+        with open(spec.log_path, "ab") as logf:
+            logf.write(f"\n--- kubequake start {time.strftime('%Y-%m-%dT%H:%M:%S')} {spec.key}\n".encode())
+            logf.flush()
+            try:
+                popen = subprocess.Popen(
+                    spec.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    env=spec.env,
+                    start_new_session=True,
+                    preexec_fn=preexec,  # noqa: PLW1509 - prctl only, no locks taken
+                    close_fds=True,
+                )
+            except FileNotFoundError:
+                raise ClusterError(
+                    f"cannot start {spec.key}: {spec.argv[0]} not found; build binaries with `kubequake binaries`"
+                ) from None
+        ticks = proc_start_ticks(popen.pid) or 0
+        rec = ProcessRecord(spec.node, spec.component, popen.pid, ticks, spec.argv, str(spec.log_path))
+        self._popen[rec.key] = popen
+        self._records[rec.key] = rec
+        self._save()
+        log.debug("started %s pid %d", rec.key, rec.pid)
+        return rec
+
+    def signal(self, node: str, component: str, sig: signal.Signals) -> bool:
+        """Send a signal to a live component; False if it is not running."""
+        rec = self.record(node, component)
+        if rec is None or not record_alive(rec):
+            return False
+        try:
+            os.kill(rec.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def wait_exit(self, rec: ProcessRecord, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._reap(rec.key)
+            if not record_alive(rec):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self, node: str, component: str, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout`; waits until the process is gone."""
+        rec = self.record(node, component)
+        if rec is None or not record_alive(rec):
+            return
+        # A frozen process cannot handle SIGTERM until it is continued.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rec.pid, signal.SIGCONT)
+            os.kill(rec.pid, signal.SIGTERM)
+        if not self.wait_exit(rec, timeout):
+            log.warning("%s did not exit %.0fs after SIGTERM; sending SIGKILL", rec.key, timeout)
+            self.kill(node, component)
+
+    def kill(self, node: str, component: str, timeout: float = 10.0) -> None:
+        rec = self.record(node, component)
+        if rec is None or not record_alive(rec):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rec.pid, signal.SIGKILL)
+        if not self.wait_exit(rec, timeout):
+            raise ClusterError(f"{rec.key} (pid {rec.pid}) survived SIGKILL for {timeout:.0f}s; check `ps -p {rec.pid}`")
+
+    def stop_all(self, timeout: float = 5.0, order: list[str] | None = None) -> None:
+        """Stop every recorded process: in `order` of components first, then the rest."""
+        recs = [r for r in self._records.values() if record_alive(r)]
+        rank = {c: i for i, c in enumerate(order or [])}
+        recs.sort(key=lambda r: rank.get(r.component, len(rank)))
+        groups: dict[int, list[ProcessRecord]] = {}
+        for r in recs:
+            groups.setdefault(rank.get(r.component, len(rank)), []).append(r)
+        for _, group in sorted(groups.items()):
+            for r in group:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(r.pid, signal.SIGCONT)
+                    os.kill(r.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            for r in group:
+                if not self.wait_exit(r, max(0.0, deadline - time.monotonic())):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(r.pid, signal.SIGKILL)
+                    self.wait_exit(r, 5.0)
+        self._records.clear()
+        self._popen.clear()
+        self._save()
+
+
+def sweep(run_dir: Path, timeout: float = 5.0) -> list[int]:
+    """Kill any process whose command line names this run directory.
+
+    The state file is the first line of defence; this catches what a run crashed before recording
+    (a process started between Popen and the state write).
+    """
+    marker = str(run_dir)
+    victims: list[int] = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker + "/" in cmdline or cmdline.rstrip().endswith(marker):
+            victims.append(int(entry.name))
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while victims and time.monotonic() < deadline:
+        victims = [p for p in victims if proc_state_letter(p) not in (None, "Z", "X")]
+        time.sleep(0.05)
+    return victims

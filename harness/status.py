@@ -1,0 +1,187 @@
+"""The cluster's status as one typed snapshot; `kubequake status --json` is its stable contract.
+
+Scripts depend on the JSON shape: nodes[], etcd.members[], etcd.quorum, apiservers[],
+load_balancer, leaders, workers[], versions. Fields are only ever added, never renamed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.checks.etcd import EtcdClient, EtcdEndpoint
+from harness.checks.http import probe
+from harness.checks.leaders import LEASED_COMPONENTS, leading_instances
+from harness.providers.base import Component, Role
+from harness.providers.local import KCM_PORT, SCHEDULER_PORT, LocalCluster
+from harness.providers.process import ComponentState
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    state: str
+    pid: int | None
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    role: str
+    address: str
+    components: dict[str, ComponentStatus]
+
+
+@dataclass(frozen=True)
+class EtcdMemberRow:
+    name: str
+    healthy: bool
+    leader: bool
+    raft_term: int
+    raft_index: int
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class EtcdStatus:
+    members: list[EtcdMemberRow]
+    quorum: bool
+    leader: str | None
+    size: int
+
+
+@dataclass(frozen=True)
+class ApiServerRow:
+    node: str
+    ready: bool
+
+
+@dataclass(frozen=True)
+class LoadBalancerRow:
+    address: str
+    ready: bool
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    name: str
+    ready: bool
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    name: str
+    provider: str
+    run_dir: str
+    nodes: list[NodeStatus]
+    etcd: EtcdStatus
+    apiservers: list[ApiServerRow]
+    load_balancer: LoadBalancerRow
+    leaders: dict[str, str | None]
+    workers: list[WorkerRow]
+    versions: dict[str, str]
+    schema_version: int = SCHEMA_VERSION
+    healthy: bool = field(default=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def etcd_client(cluster: LocalCluster, timeout: float = 2.0) -> EtcdClient:
+    eps = [EtcdEndpoint(n.name, cluster.etcd_url(n.name)) for n in cluster.control_planes()]
+    return EtcdClient(eps, cluster.etcd_tls(), timeout=timeout)
+
+
+def etcd_status(cluster: LocalCluster) -> EtcdStatus:
+    ec = etcd_client(cluster)
+    rows = ec.statuses()
+    healthy = {r.name: ec.health(EtcdEndpoint(r.name, r.url)) if r.reachable else False for r in rows}
+    leader = next((r.name for r in rows if r.is_leader), None)
+    size = len(rows)
+    quorum = sum(healthy.values()) >= size // 2 + 1
+    members = [
+        EtcdMemberRow(r.name, healthy[r.name], r.is_leader, r.raft_term, r.raft_index, r.error) for r in rows
+    ]
+    return EtcdStatus(members=members, quorum=quorum, leader=leader, size=size)
+
+
+def lease_leaders(cluster: LocalCluster) -> dict[str, str | None]:
+    tls = cluster.admin_tls()
+    out: dict[str, str | None] = {}
+    for lease, port in zip(LEASED_COMPONENTS, (KCM_PORT, SCHEDULER_PORT), strict=True):
+        urls = {n.name: f"https://{n.address}:{port}/metrics" for n in cluster.control_planes()}
+        leaders = leading_instances(urls, tls, lease)
+        out[lease] = leaders[0] if len(leaders) == 1 else (",".join(leaders) if leaders else None)
+    return out
+
+
+def component_versions(cluster: LocalCluster) -> dict[str, str]:
+    versions = dict(cluster.bins.versions)
+    out = {
+        "kubernetes": versions.get("kubernetes", ""),
+        "etcd": versions.get("etcd", ""),
+        "kwok": versions.get("kwok", ""),
+        "haproxy": haproxy_version(),
+    }
+    return out
+
+
+def haproxy_version() -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["haproxy", "-v"], capture_output=True, text=True, timeout=5, check=False).stdout
+        m = re.search(r"version (\S+)", out)
+        if m:
+            return m.group(1)
+    return "unknown"
+
+
+def collect(cluster: LocalCluster) -> ClusterStatus:
+    nodes = []
+    for n in cluster.nodes():
+        comps = {str(c): ComponentStatus(str(n.state(c)), n.pid(c)) for c in n.components()}
+        nodes.append(NodeStatus(n.name, str(n.role), n.address, comps))
+    tls = cluster.admin_tls()
+    apiservers = []
+    for n in cluster.control_planes():
+        running = n.state(Component.APISERVER) is ComponentState.RUNNING
+        ready = running and probe(f"{cluster.apiserver_url(n.name)}/readyz", tls, timeout=2.0).ok
+        apiservers.append(ApiServerRow(n.name, ready))
+    lb_ready = probe(f"{cluster.lb_url()}/readyz", tls, timeout=2.0).ok
+    workers: list[WorkerRow] = []
+    if lb_ready and cluster.cfg.workers:
+        from harness.providers.workers import ready_workers, worker_names
+
+        with contextlib.suppress(Exception):
+            ready = set(ready_workers(cluster))
+            workers = [WorkerRow(w, w in ready) for w in worker_names(cluster.cfg.workers)]
+    etcd = etcd_status(cluster)
+    leaders = lease_leaders(cluster)
+    healthy = (
+        etcd.quorum
+        and all(m.healthy for m in etcd.members)
+        and all(a.ready for a in apiservers)
+        and lb_ready
+        and all(w.ready for w in workers)
+        and (not cluster.cfg.leader_election.enabled or all(v and "," not in v for v in leaders.values()))
+    )
+    return ClusterStatus(
+        name=cluster.cfg.name,
+        provider=cluster.name,
+        run_dir=str(cluster.run_dir),
+        nodes=nodes,
+        etcd=etcd,
+        apiservers=apiservers,
+        load_balancer=LoadBalancerRow(cluster.cfg.lb_address, lb_ready),
+        leaders=leaders,
+        workers=workers,
+        versions=component_versions(cluster),
+        healthy=healthy,
+    )
+
+
+def role_of(name: str) -> Role:
+    return Role.LOAD_BALANCER if name == "lb" else Role.WORKERS if name == "workers" else Role.CONTROL_PLANE
