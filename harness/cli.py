@@ -80,7 +80,7 @@ def _attach(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         # The running cluster's own settings win over defaults, so `status` after `up --set ...`
         # needs no repetition of the --set flags.
         recorded = json.loads(state.read_text()).get("config", {})
-        flat = config._flatten(recorded)
+        flat = config.flatten(recorded)
         cfg = config.build({k: v for k, v in flat.items() if k in config.known_keys()})
     return LocalCluster(cfg, detached=True)
 

@@ -135,10 +135,8 @@ def _coerce(key: str, raw: Any, target: Any) -> Any:
         if isinstance(raw, int):
             return raw
         if isinstance(raw, str):
-            try:
-                return int(raw, 10)
-            except ValueError:
-                pass
+            if raw.strip().lstrip("-").isdigit():
+                return int(raw.strip(), 10)
         raise ConfigError(f"{key}: expected a whole number, got {raw!r}")
     if isinstance(target, str):
         if isinstance(raw, (str, int)) and not isinstance(raw, bool):
@@ -147,12 +145,12 @@ def _coerce(key: str, raw: Any, target: Any) -> Any:
     raise ConfigError(f"{key}: unsupported setting type")  # pragma: no cover - guarded by known_keys
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in data.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
+            out.update(flatten(v, key + "."))
         else:
             out[key] = v
     return out
@@ -177,12 +175,15 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> C
         path = Path(CONFIG_FILE_NAME)
     if path is not None:
         try:
-            data = tomllib.loads(path.read_text())
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist; pass an existing file to --config") from None
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        for k, v in _flatten(data).items():
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read ({exc.strerror}); check the path and permissions") from None
+        for k, v in flatten(data).items():
             values[k] = v
             source[k] = str(path)
     for k, v in (overrides or {}).items():
@@ -217,7 +218,7 @@ def build(values: dict[str, Any], source: dict[str, str] | None = None) -> Clust
 
 def validate(cfg: ClusterConfig) -> None:
     """Reject values no cluster can run with; warn on ones that run but are unsafe."""
-    if not cfg.name or not all(c.isalnum() or c in "-_" for c in cfg.name):
+    if not cfg.name or not all((c.isascii() and c.isalnum()) or c in "-_" for c in cfg.name):
         raise ConfigError(f"name {cfg.name!r}: use letters, digits, '-' and '_' only")
     if not 1 <= cfg.control_planes <= 7:
         raise ConfigError(f"control_planes={cfg.control_planes}: choose 1 to 7 (3 or 5 for a real HA cluster)")
@@ -251,10 +252,11 @@ def validate(cfg: ClusterConfig) -> None:
                 f"leader_election.lease_duration_s={le.lease_duration_s} must exceed "
                 f"leader_election.renew_deadline_s={le.renew_deadline_s}"
             )
-        if not le.renew_deadline_s > le.retry_period_s:
+        # client-go's leader elector refuses renewDeadline <= 1.2 x retryPeriod (jitter factor).
+        if not le.renew_deadline_s > 1.2 * le.retry_period_s:
             raise ConfigError(
-                f"leader_election.renew_deadline_s={le.renew_deadline_s} must exceed "
-                f"leader_election.retry_period_s={le.retry_period_s}"
+                f"leader_election.renew_deadline_s={le.renew_deadline_s} must exceed 1.2 x "
+                f"leader_election.retry_period_s={le.retry_period_s} (client-go refuses to start otherwise)"
             )
     lb = cfg.load_balancer
     if lb.check_interval_ms < 100:
@@ -272,7 +274,10 @@ def validate(cfg: ClusterConfig) -> None:
     ):
         if not 1 <= port <= 65535:
             raise ConfigError(f"{key}={port}: not a TCP port (1-65535)")
-    if e.client_port == e.peer_port:
-        raise ConfigError("etcd.client_port and etcd.peer_port must differ")
+    node_ports = {"etcd.client_port": e.client_port, "etcd.peer_port": e.peer_port, "apiserver.port": cfg.apiserver.port}
+    if len(set(node_ports.values())) != len(node_ports):
+        raise ConfigError(f"{node_ports} collide on each node's address: give each a different port")
+    if lb.port == lb.stats_port:
+        raise ConfigError("load_balancer.port and load_balancer.stats_port must differ")
     if cfg.apiserver.etcd_servers not in ("local", "all"):
         raise ConfigError(f"apiserver.etcd_servers={cfg.apiserver.etcd_servers!r}: choose 'local' or 'all'")

@@ -252,8 +252,8 @@ def ensure_pki(
         issued += 1
     log.info("PKI at %s: %d leaf certificates issued, %d reused", root, issued, len(leaves) - issued)
 
-    def per_node(suffix: str, prefix: str = "") -> dict[str, CertPair]:
-        return {node: _pair(root, prefix.format(node=node) + suffix) for node in node_addresses}
+    def per_node(stem: str) -> dict[str, CertPair]:
+        return {node: _pair(root, stem.format(node=node)) for node in node_addresses}
 
     return ClusterPKI(
         dir=root,
@@ -263,10 +263,10 @@ def ensure_pki(
         front_proxy_client=_pair(root, "front-proxy-client"),
         sa_key=sa_key,
         sa_pub=sa_pub,
-        etcd_server=per_node("-server", "etcd/{node}"),
-        etcd_peer=per_node("-peer", "etcd/{node}"),
+        etcd_server=per_node("etcd/{node}-server"),
+        etcd_peer=per_node("etcd/{node}-peer"),
         etcd_client=_pair(root, "apiserver-etcd-client"),
-        apiserver=per_node("", "apiserver-{node}"),
+        apiserver=per_node("apiserver-{node}"),
         apiserver_kubelet_client=_pair(root, "apiserver-kubelet-client"),
         admin=_pair(root, "admin"),
         controller_manager=_pair(root, "controller-manager"),
@@ -375,7 +375,7 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             # os.open's mode passes through the umask; certificates must stay world-readable.
-            pass
+            os.fchmod(f.fileno(), mode)
             f.write(data)
         os.replace(tmp, path)
     except BaseException:

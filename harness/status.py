@@ -7,15 +7,16 @@ load_balancer, leaders, workers[], versions. Fields are only ever added, never r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import subprocess
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.checks.etcd import EtcdClient, EtcdEndpoint
-from harness.checks.http import probe
+from harness.checks.http import probe, wait_until
 from harness.checks.leaders import LEASED_COMPONENTS, leading_instances
-from harness.providers.base import Component, Role
+from harness.providers.base import Component
 from harness.providers.local import KCM_PORT, SCHEDULER_PORT, LocalCluster
 from harness.providers.process import ComponentState
 
@@ -160,15 +161,7 @@ def collect(cluster: LocalCluster) -> ClusterStatus:
             workers = [WorkerRow(w, w in ready) for w in worker_names(cluster.cfg.workers)]
     etcd = etcd_status(cluster)
     leaders = lease_leaders(cluster)
-    healthy = (
-        etcd.quorum
-        and all(m.healthy for m in etcd.members)
-        and all(a.ready for a in apiservers)
-        and lb_ready
-        and all(w.ready for w in workers)
-        and (not cluster.cfg.leader_election.enabled or all(v and "," not in v for v in leaders.values()))
-    )
-    return ClusterStatus(
+    st = ClusterStatus(
         name=cluster.cfg.name,
         provider=cluster.name,
         run_dir=str(cluster.run_dir),
@@ -179,9 +172,43 @@ def collect(cluster: LocalCluster) -> ClusterStatus:
         leaders=leaders,
         workers=workers,
         versions=component_versions(cluster),
-        healthy=healthy,
     )
+    return dataclasses.replace(st, healthy=not problems(st, cluster.cfg.leader_election.enabled))
 
 
-def role_of(name: str) -> Role:
-    return Role.LOAD_BALANCER if name == "lb" else Role.WORKERS if name == "workers" else Role.CONTROL_PLANE
+def problems(st: ClusterStatus, leader_election: bool = True) -> list[str]:
+    """Everything that keeps the cluster from its steady state, each as one readable line."""
+    out: list[str] = []
+    for n in st.nodes:
+        out += [f"{n.name}/{c} is {s.state}" for c, s in n.components.items() if s.state != "running"]
+    if not st.etcd.quorum:
+        out.append(f"etcd has no quorum ({sum(m.healthy for m in st.etcd.members)}/{st.etcd.size} healthy)")
+    out += [f"etcd member {m.name} unhealthy: {m.error or 'no linearizable read'}" for m in st.etcd.members
+            if not m.healthy]
+    if st.etcd.leader is None:
+        out.append("etcd has no leader")
+    out += [f"kube-apiserver on {a.node} not ready" for a in st.apiservers if not a.ready]
+    if not st.load_balancer.ready:
+        out.append(f"the API through the load balancer {st.load_balancer.address} is not ready")
+    if leader_election:
+        for lease, holder in st.leaders.items():
+            if holder is None:
+                out.append(f"no {lease} instance holds the leader lease")
+            elif "," in holder:
+                out.append(f"more than one {lease} instance claims leadership: {holder}")
+    out += [f"worker {w.name} not Ready" for w in st.workers if not w.ready]
+    return out
+
+
+def wait_healthy(cluster: LocalCluster, timeout: float) -> ClusterStatus:
+    """Wait for the steady state; raise with what is still broken."""
+    last: list[ClusterStatus] = []
+
+    def check() -> tuple[bool, str]:
+        st = collect(cluster)
+        last[:] = [st]
+        return st.healthy, "; ".join(problems(st, cluster.cfg.leader_election.enabled))
+
+    wait_until(f"cluster {cluster.cfg.name} healthy", check, timeout, interval=0.5)
+    return last[0]
+

@@ -284,9 +284,7 @@ def test_long_stats_socket_path_rejected(tmp_path: Path, ca_file: Path) -> None:
     cfg = build({})
     long_sock = Path("/" + "d" * MAX_STATS_SOCKET_PATH) / "haproxy.sock"
     with pytest.raises(ConfigError, match="shorter run_root"):
-        render_haproxy_config(
-            cfg, backends_for(cfg), pid_file=tmp_path / "p", ca_file=ca_file, stats_socket=long_sock
-        )
+        render_haproxy_config(cfg, backends_for(cfg), pid_file=tmp_path / "p", ca_file=ca_file, stats_socket=long_sock)
     ok_sock = Path("/" + "d" * (MAX_STATS_SOCKET_PATH - 1))
     assert "stats socket" in render_haproxy_config(
         cfg, backends_for(cfg), pid_file=tmp_path / "p", ca_file=ca_file, stats_socket=ok_sock
@@ -471,7 +469,7 @@ def test_stats_over_socket_timeout_bounds_whole_exchange(
 
     path = unix_server(handler)
     start = time.monotonic()
-    with pytest.raises(ClusterError, match="within 0.5s"):
+    with pytest.raises(ClusterError, match=r"within 0\.5s"):
         stats_over_socket(path, timeout=0.5)
     assert time.monotonic() - start < 1.2
 

@@ -107,8 +107,9 @@ def test_file_and_directory_modes(made: ClusterPKI) -> None:
     assert not [f for f in made.dir.rglob(".*") if f.is_file()]
 
 
-def test_key_modes_hold_under_a_permissive_umask(tmp_path: Path) -> None:
-    old = os.umask(0)
+@pytest.mark.parametrize("umask", [0o000, 0o077])
+def test_modes_do_not_depend_on_the_umask(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
     try:
         p = ensure_pki(tmp_path / "pki", {"cp1": "127.0.7.11"}, LB)
     finally:

@@ -1,0 +1,71 @@
+# kubequake: `make demo` and `make test` work on a fresh Debian machine with nothing installed by hand.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+KQ := $(BIN)/kubequake
+DEB_PACKAGES := haproxy iptables iproute2 openssh-server openssh-client procps psmisc ca-certificates
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup system-packages venv binaries test unit integration lint demo bench clean down
+
+help:
+	@echo "make demo   - set up, start the local HA cluster, run the resilience suites under traffic, report, tear down"
+	@echo "make test   - set up and run the project's own tests (unit + integration against real components)"
+	@echo "make setup  - only install: Debian packages, Python venv, pinned Go builds (cached per machine)"
+	@echo "make lint   - ruff and mypy"
+	@echo "make bench  - performance figures (cluster up/down, memory, ...)"
+
+setup: system-packages venv binaries
+
+# Debian packages: installed only when missing, so a warm machine skips apt entirely.
+system-packages:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@command -v go >/dev/null || { echo "Go 1.26+ is required to build the pinned Kubernetes, etcd and KWOK: install it (e.g. apt-get install golang-go from a release that ships 1.26) and re-run"; exit 2; }
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Go builds land in ~/.cache/kubequake/<component>/<version>: once per machine, shared by every clone.
+binaries: venv
+	$(KQ) binaries
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy harness fixtures
+
+unit: venv
+	$(BIN)/pytest tests/unit -q
+
+integration: setup
+	$(BIN)/pytest tests/integration -q
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy harness fixtures
+	$(BIN)/pytest tests -q -p no:cacheprovider
+
+demo: setup
+	$(BIN)/python -m harness.demo
+
+bench: setup
+	$(BIN)/python benchmarks/cluster_lifecycle.py
+
+down: venv
+	$(KQ) down
+
+clean: down
+	rm -rf reports/allure-results reports/allure-report reports/junit.xml
