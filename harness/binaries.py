@@ -299,7 +299,7 @@ def wrapper_go_mod(bundle: GoBundle, served: dict[str, str]) -> str:
         lines.append(f"\t{mod} {bundle.version}")
     lines.append(")")
     replaced: dict[str, str] = {}
-    for mod, text in served.items():
+    for text in served.values():
         for target in relative_replaces(text):
             if target in (bundle.main_module, *bundle.extra_modules):
                 continue
@@ -330,7 +330,11 @@ def build(bundle: GoBundle, go: str = "go") -> Path:
         for mod in (bundle.main_module, *bundle.extra_modules):
             out = _run_logged(
                 [go, "mod", "download", "-json", f"{mod}@{bundle.version}"],
-                src, env, logfile, DOWNLOAD_TIMEOUT_S, f"downloading {mod}@{bundle.version}",
+                src,
+                env,
+                logfile,
+                DOWNLOAD_TIMEOUT_S,
+                f"downloading {mod}@{bundle.version}",
             )
             info = json.loads(out)
             served[mod] = Path(info["GoMod"]).read_text()
@@ -350,9 +354,17 @@ def build(bundle: GoBundle, go: str = "go") -> Path:
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir()
         argv = [
-            go, "build", "-mod=mod", "-trimpath", "-tags", UPSTREAM_TAGS,
-            "-ldflags", " ".join(bundle.ldflags(bundle, commit)),
-            "-o", str(out_dir) + "/", *bundle.commands,
+            go,
+            "build",
+            "-mod=mod",
+            "-trimpath",
+            "-tags",
+            UPSTREAM_TAGS,
+            "-ldflags",
+            " ".join(bundle.ldflags(bundle, commit)),
+            "-o",
+            str(out_dir) + "/",
+            *bundle.commands,
         ]
         _run_logged(argv, src, env, logfile, BUILD_TIMEOUT_S, f"go build of {bundle.name} {bundle.version}")
         for pkg, name in bundle.commands.items():

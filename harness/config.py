@@ -134,9 +134,8 @@ def _coerce(key: str, raw: Any, target: Any) -> Any:
             raise ConfigError(f"{key}: expected a whole number, got {raw!r}")
         if isinstance(raw, int):
             return raw
-        if isinstance(raw, str):
-            if raw.strip().lstrip("-").isdigit():
-                return int(raw.strip(), 10)
+        if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+            return int(raw.strip(), 10)
         raise ConfigError(f"{key}: expected a whole number, got {raw!r}")
     if isinstance(target, str):
         if isinstance(raw, (str, int)) and not isinstance(raw, bool):
@@ -182,7 +181,9 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> C
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         except OSError as exc:
-            raise ConfigError(f"config file {path} cannot be read ({exc.strerror}); check the path and permissions") from None
+            raise ConfigError(
+                f"config file {path} cannot be read ({exc.strerror}); check the path and permissions"
+            ) from None
         for k, v in flatten(data).items():
             values[k] = v
             source[k] = str(path)
@@ -226,7 +227,10 @@ def validate(cfg: ClusterConfig) -> None:
         log.warning(
             "control_planes=%d is even: etcd needs %d of %d for quorum, so it tolerates no more failures "
             "than %d members would; allowed on purpose to reproduce that misconfiguration",
-            cfg.control_planes, cfg.control_planes // 2 + 1, cfg.control_planes, cfg.control_planes - 1,
+            cfg.control_planes,
+            cfg.control_planes // 2 + 1,
+            cfg.control_planes,
+            cfg.control_planes - 1,
         )
     if not 0 <= cfg.workers <= 500:
         raise ConfigError(f"workers={cfg.workers}: choose 0 to 500 simulated worker nodes")
@@ -274,7 +278,11 @@ def validate(cfg: ClusterConfig) -> None:
     ):
         if not 1 <= port <= 65535:
             raise ConfigError(f"{key}={port}: not a TCP port (1-65535)")
-    node_ports = {"etcd.client_port": e.client_port, "etcd.peer_port": e.peer_port, "apiserver.port": cfg.apiserver.port}
+    node_ports = {
+        "etcd.client_port": e.client_port,
+        "etcd.peer_port": e.peer_port,
+        "apiserver.port": cfg.apiserver.port,
+    }
     if len(set(node_ports.values())) != len(node_ports):
         raise ConfigError(f"{node_ports} collide on each node's address: give each a different port")
     if lb.port == lb.stats_port:

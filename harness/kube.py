@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from kubernetes import client
 
 from harness.providers.base import TLSClient
@@ -11,12 +13,12 @@ from harness.providers.base import TLSClient
 DEFAULT_TIMEOUT_S = 10.0
 
 
-class _TimeoutApiClient(client.ApiClient):  # type: ignore[misc]
+class _TimeoutApiClient(client.ApiClient):
     def __init__(self, configuration: client.Configuration, timeout: float) -> None:
         super().__init__(configuration)
         self._default_timeout = timeout
 
-    def call_api(self, *args: object, **kwargs: object) -> object:
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("_request_timeout") is None:
             kwargs["_request_timeout"] = self._default_timeout
         return super().call_api(*args, **kwargs)

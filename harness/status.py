@@ -104,9 +104,7 @@ def etcd_status(cluster: LocalCluster) -> EtcdStatus:
     leader = next((r.name for r in rows if r.is_leader), None)
     size = len(rows)
     quorum = sum(healthy.values()) >= size // 2 + 1
-    members = [
-        EtcdMemberRow(r.name, healthy[r.name], r.is_leader, r.raft_term, r.raft_index, r.error) for r in rows
-    ]
+    members = [EtcdMemberRow(r.name, healthy[r.name], r.is_leader, r.raft_term, r.raft_index, r.error) for r in rows]
     return EtcdStatus(members=members, quorum=quorum, leader=leader, size=size)
 
 
@@ -157,8 +155,8 @@ def collect(cluster: LocalCluster) -> ClusterStatus:
         from harness.providers.workers import ready_workers, worker_names
 
         with contextlib.suppress(Exception):
-            ready = set(ready_workers(cluster))
-            workers = [WorkerRow(w, w in ready) for w in worker_names(cluster.cfg.workers)]
+            ready_names = set(ready_workers(cluster))
+            workers = [WorkerRow(w, w in ready_names) for w in worker_names(cluster.cfg.workers)]
     etcd = etcd_status(cluster)
     leaders = lease_leaders(cluster)
     st = ClusterStatus(
@@ -183,8 +181,9 @@ def problems(st: ClusterStatus, leader_election: bool = True) -> list[str]:
         out += [f"{n.name}/{c} is {s.state}" for c, s in n.components.items() if s.state != "running"]
     if not st.etcd.quorum:
         out.append(f"etcd has no quorum ({sum(m.healthy for m in st.etcd.members)}/{st.etcd.size} healthy)")
-    out += [f"etcd member {m.name} unhealthy: {m.error or 'no linearizable read'}" for m in st.etcd.members
-            if not m.healthy]
+    out += [
+        f"etcd member {m.name} unhealthy: {m.error or 'no linearizable read'}" for m in st.etcd.members if not m.healthy
+    ]
     if st.etcd.leader is None:
         out.append("etcd has no leader")
     out += [f"kube-apiserver on {a.node} not ready" for a in st.apiservers if not a.ready]
@@ -211,4 +210,3 @@ def wait_healthy(cluster: LocalCluster, timeout: float) -> ClusterStatus:
 
     wait_until(f"cluster {cluster.cfg.name} healthy", check, timeout, interval=0.5)
     return last[0]
-

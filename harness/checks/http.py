@@ -14,6 +14,7 @@ from harness.providers.base import TLSClient
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class ProbeResult:
     url: str
@@ -54,7 +55,7 @@ def wait_until(
     while True:
         try:
             ok, last = check()
-        except Exception as exc:  # noqa: BLE001 - any failure of a probe is a state to report, not a crash
+        except Exception as exc:
             ok, last = False, f"{type(exc).__name__}: {exc}"
         if ok:
             return time.monotonic() - start

@@ -55,6 +55,8 @@ def read_lease(api: client.ApiClient, name: str) -> LeaseInfo | None:
             return None
         raise
     spec = lease.spec
+    if spec is None:
+        return None
     renew = spec.renew_time.timestamp() if spec.renew_time else None
     return LeaseInfo(
         name=name,

@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from harness.checks.http import wait_until
 from harness.kube import api_client
@@ -52,11 +52,11 @@ def ensure_workers(cluster: LocalCluster, count: int) -> None:
 def ready_workers(cluster: LocalCluster) -> list[str]:
     with api_client(cluster.lb_url(), cluster.admin_tls()) as api:
         nodes = client.CoreV1Api(api).list_node(label_selector="kubequake.io/simulated=true").items
-    ready = []
+    ready: list[str] = []
     for n in nodes:
-        for c in n.status.conditions or []:
-            if c.type == "Ready" and c.status == "True":
-                ready.append(n.metadata.name)
+        conditions = (n.status.conditions if n.status else None) or []
+        if any(c.type == "Ready" and c.status == "True" for c in conditions) and n.metadata and n.metadata.name:
+            ready.append(n.metadata.name)
     return sorted(ready)
 
 

@@ -48,7 +48,10 @@ def test_every_component_is_ready_and_reports_the_pinned_versions(cluster: Local
 def test_kubectl_reports_the_real_release_through_the_lb(cluster: LocalCluster) -> None:
     out = subprocess.run(
         [str(cluster.bins["kubectl"]), "--kubeconfig", str(cluster.kubeconfig()), "version", "-o", "json"],
-        capture_output=True, text=True, timeout=30, check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     data = json.loads(out.stdout)
     assert data["clientVersion"]["gitVersion"] == binaries.KUBERNETES_VERSION
@@ -60,8 +63,9 @@ def test_api_through_the_lb_reads_and_writes(kube: client.ApiClient) -> None:
     name = f"kq-{uuid.uuid4().hex[:8]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     try:
-        core.create_namespaced_config_map(name, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c"),
-                                                                   data={"k": "v"}))
+        core.create_namespaced_config_map(
+            name, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c"), data={"k": "v"})
+        )
         assert core.read_namespaced_config_map("c", name).data == {"k": "v"}
     finally:
         core.delete_namespace(name)
@@ -104,16 +108,22 @@ def test_lb_routes_around_a_killed_apiserver(cluster: LocalCluster) -> None:
         assert cp1.state(Component.APISERVER) is ComponentState.EXITED
         # HAProxy needs `fall` failed checks `inter` apart to mark it down; allow one more interval.
         budget = (lb.fall + 1) * lb.check_interval_ms / 1000 + 2
-        took = wait_until("HAProxy marks cp1 DOWN", lambda: (backend_status(cluster)["cp1"].startswith("DOWN"),
-                                                             str(backend_status(cluster))), timeout=budget)
+        took = wait_until(
+            "HAProxy marks cp1 DOWN",
+            lambda: (backend_status(cluster)["cp1"].startswith("DOWN"), str(backend_status(cluster))),
+            timeout=budget,
+        )
         assert took <= budget
         # Once marked down, every request through the LB must succeed.
         results = [probe(f"{cluster.lb_url()}/readyz", cluster.admin_tls(), timeout=2).ok for _ in range(30)]
         assert all(results), f"{results.count(False)} of 30 requests through the LB failed after cp1 was marked down"
     finally:
         cp1.start(Component.APISERVER)
-    wait_until("HAProxy marks cp1 UP", lambda: (backend_status(cluster)["cp1"].startswith("UP"),
-                                                str(backend_status(cluster))), timeout=30)
+    wait_until(
+        "HAProxy marks cp1 UP",
+        lambda: (backend_status(cluster)["cp1"].startswith("UP"), str(backend_status(cluster))),
+        timeout=30,
+    )
 
 
 def test_a_powered_off_node_rejoins_with_its_data(cluster: LocalCluster, etcd: EtcdClient) -> None:
@@ -125,10 +135,15 @@ def test_a_powered_off_node_rejoins_with_its_data(cluster: LocalCluster, etcd: E
         for c in cp2.components():
             assert cp2.state(c) is ComponentState.EXITED
         # The other two members are a majority: writes go on while cp2 is off.
-        survivors = [EtcdEndpoint(n.name, cluster.etcd_url(n.name)) for n in cluster.control_planes() if n.name != "cp2"]
+        survivors = [
+            EtcdEndpoint(n.name, cluster.etcd_url(n.name)) for n in cluster.control_planes() if n.name != "cp2"
+        ]
         during = f"during-{uuid.uuid4().hex}"
-        w = wait_until("a write while cp2 is off", lambda: (etcd.put("kubequake/test/during", during,
-                                                                       survivors[0]).ok, ""), timeout=15)
+        w = wait_until(
+            "a write while cp2 is off",
+            lambda: (etcd.put("kubequake/test/during", during, survivors[0]).ok, ""),
+            timeout=15,
+        )
         assert w < 15
     finally:
         cp2.power_on()
@@ -136,8 +151,9 @@ def test_a_powered_off_node_rejoins_with_its_data(cluster: LocalCluster, etcd: E
         assert cp2.state(c) is ComponentState.RUNNING
     mine = EtcdEndpoint("cp2", cluster.etcd_url("cp2"))
     # Serializable reads answer from cp2's own copy: both the old and the caught-up write are there.
-    wait_until("cp2 caught up", lambda: (etcd.get("kubequake/test/during", mine, serializable=True) == during, ""),
-               timeout=30)
+    wait_until(
+        "cp2 caught up", lambda: (etcd.get("kubequake/test/during", mine, serializable=True) == during, ""), timeout=30
+    )
     assert etcd.get("kubequake/test/before", mine, serializable=True) == before
     wait_healthy(cluster, timeout=60)
 
