@@ -27,6 +27,10 @@ class Component(enum.StrEnum):
     SCHEDULER = "kube-scheduler"
     HAPROXY = "haproxy"
     KWOK = "kwok"
+    # Present on real machines only (vagrant, existing): node agents and the LB's VIP keeper.
+    KUBELET = "kubelet"
+    CONTAINERD = "containerd"
+    KEEPALIVED = "keepalived"
 
 
 CONTROL_PLANE_COMPONENTS = (Component.ETCD, Component.APISERVER, Component.CONTROLLER_MANAGER, Component.SCHEDULER)
