@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -26,6 +27,9 @@ from harness.errors import ClusterError
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+# Loaded once in the parent: dlopen between fork and exec can deadlock on the loader lock
+# another thread of the harness held at the moment of the fork.
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 class ComponentState(enum.StrEnum):
@@ -89,8 +93,60 @@ def record_alive(rec: ProcessRecord) -> bool:
 def _die_with_parent() -> None:
     # Children of a harness-owned cluster die with the harness even on SIGKILL of it, so a crashed
     # pytest cannot leave etcd and apiservers running. Detached clusters (`kubequake up`) skip this.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class _Spawner:
+    """Forks children from one thread that lives as long as the harness process.
+
+    The kernel sends PR_SET_PDEATHSIG when the *thread* that forked a child exits, not the
+    process. A component restarted from a short-lived thread (a timer that heals a fault, a
+    thread pool) would be SIGKILLed the moment that thread returned. The main thread lives as
+    long as the process, so it forks directly; every other thread hands the fork to this one.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._jobs: list[tuple[Callable[[], subprocess.Popen[bytes]], list[object]]] = []
+        self._thread: threading.Thread | None = None
+
+    def popen(self, make: Callable[[], subprocess.Popen[bytes]], timeout: float = 30.0) -> subprocess.Popen[bytes]:
+        if threading.current_thread() is threading.main_thread():
+            return make()
+        box: list[object] = []
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="kubequake-spawner", daemon=True)
+                self._thread.start()
+            self._jobs.append((make, box))
+            self._cond.notify_all()
+            if not self._cond.wait_for(lambda: bool(box), timeout):
+                with contextlib.suppress(ValueError):
+                    self._jobs.remove((make, box))
+                raise ClusterError(f"the process spawner thread did not start a process within {timeout:.0f}s")
+        result = box[0]
+        if isinstance(result, BaseException):
+            raise result
+        assert isinstance(result, subprocess.Popen)
+        return result
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._jobs))
+                make, box = self._jobs.pop(0)
+            result: object
+            try:
+                result = make()
+            except BaseException as exc:
+                result = exc
+            with self._cond:
+                box.append(result)
+                self._cond.notify_all()
+
+
+_SPAWNER = _Spawner()
 
 
 class Supervisor:
@@ -113,10 +169,18 @@ class Supervisor:
             log.warning("ignoring unreadable process state %s: %s", self.state_file, exc)
             return
         for item in data.get("processes", []):
-            rec = ProcessRecord(**item)
+            try:
+                rec = ProcessRecord(**item)
+            except TypeError as exc:
+                log.warning("ignoring malformed process record %r in %s: %s", item, self.state_file, exc)
+                continue
             self._records[rec.key] = rec
 
     def _save(self) -> None:
+        if not self._records and not self.state_file.parent.is_dir():
+            # Nothing to remember and the run directory is already gone (destroy called twice).
+            return
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"processes": [asdict(r) for r in self._records.values()]}, indent=2))
         os.replace(tmp, self.state_file)
@@ -156,17 +220,21 @@ class Supervisor:
         with open(spec.log_path, "ab") as logf:
             logf.write(f"\n--- kubequake start {time.strftime('%Y-%m-%dT%H:%M:%S')} {spec.key}\n".encode())
             logf.flush()
-            try:
-                popen = subprocess.Popen(
+
+            def make() -> subprocess.Popen[bytes]:
+                return subprocess.Popen(
                     spec.argv,
                     stdin=subprocess.DEVNULL,
                     stdout=logf,
                     stderr=subprocess.STDOUT,
                     env=spec.env,
                     start_new_session=True,
-                    preexec_fn=preexec,  # noqa: PLW1509 - prctl only, no locks taken
+                    preexec_fn=preexec,
                     close_fds=True,
                 )
+
+            try:
+                popen = _SPAWNER.popen(make) if self.die_with_parent else make()
             except FileNotFoundError:
                 raise ClusterError(
                     f"cannot start {spec.key}: {spec.argv[0]} not found; build binaries with `kubequake binaries`"
@@ -219,7 +287,9 @@ class Supervisor:
         with contextlib.suppress(ProcessLookupError):
             os.kill(rec.pid, signal.SIGKILL)
         if not self.wait_exit(rec, timeout):
-            raise ClusterError(f"{rec.key} (pid {rec.pid}) survived SIGKILL for {timeout:.0f}s; check `ps -p {rec.pid}`")
+            raise ClusterError(
+                f"{rec.key} (pid {rec.pid}) survived SIGKILL for {timeout:.0f}s; check `ps -p {rec.pid}`"
+            )
 
     def stop_all(self, timeout: float = 5.0, order: list[str] | None = None) -> None:
         """Stop every recorded process: in `order` of components first, then the rest."""
@@ -245,6 +315,20 @@ class Supervisor:
         self._save()
 
 
+def _ancestors(pid: int) -> set[int]:
+    """pid and every parent up to init."""
+    seen: set[int] = set()
+    while pid > 0 and pid not in seen:
+        seen.add(pid)
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            break
+        ppid = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "0")
+        pid = int(ppid)
+    return seen
+
+
 def sweep(run_dir: Path, timeout: float = 5.0) -> list[int]:
     """Kill any process whose command line names this run directory.
 
@@ -253,9 +337,11 @@ def sweep(run_dir: Path, timeout: float = 5.0) -> list[int]:
     """
     marker = str(run_dir)
     victims: list[int] = []
-    me = os.getpid()
+    # A shell or pytest that started this process may name the run directory in its own
+    # arguments; killing our own ancestors would end the run that is cleaning up.
+    spared = _ancestors(os.getpid())
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
+        if not entry.name.isdigit() or int(entry.name) in spared:
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
