@@ -44,7 +44,7 @@ class MemberStatus:
 
 
 @dataclass(frozen=True)
-class WriteProbe:
+class PutResult:
     ok: bool
     latency_s: float
     revision: int
@@ -119,7 +119,7 @@ class EtcdClient:
             return False
         return True
 
-    def put(self, key: str, value: str, ep: EtcdEndpoint | None = None, timeout: float | None = None) -> WriteProbe:
+    def put(self, key: str, value: str, ep: EtcdEndpoint | None = None, timeout: float | None = None) -> PutResult:
         """A quorum write through one member (the first reachable by default)."""
         targets = [ep] if ep else self.endpoints
         start = time.monotonic()
@@ -132,8 +132,8 @@ class EtcdClient:
                 continue
             header = data.get("header") or {}
             assert isinstance(header, dict)
-            return WriteProbe(True, time.monotonic() - start, int(str(header.get("revision", 0))), "")
-        return WriteProbe(False, time.monotonic() - start, 0, last)
+            return PutResult(True, time.monotonic() - start, int(str(header.get("revision", 0))), "")
+        return PutResult(False, time.monotonic() - start, 0, last)
 
     def get(self, key: str, ep: EtcdEndpoint | None = None, serializable: bool = False) -> str | None:
         target = ep or self.endpoints[0]
@@ -160,3 +160,119 @@ class EtcdClient:
             assert isinstance(members, list)
             return sorted(str(m.get("name", "")) for m in members)
         return []
+
+
+@dataclass(frozen=True)
+class AckedWrite:
+    key: str
+    value: str
+    revision: int
+    t: float
+
+
+class WriteProbe:
+    """Quorum writes at a fixed rate in a thread; every acknowledged write is kept for verification.
+
+    Writes go to each given member in turn with a short timeout, as a client with several
+    endpoints fails over. The acknowledged list is the ground truth of "nothing lost": after
+    recovery every key must read back with its value from every member.
+    """
+
+    def __init__(
+        self,
+        client: EtcdClient,
+        endpoints: list[EtcdEndpoint],
+        prefix: str,
+        interval_s: float = 0.1,
+        timeout_s: float = 1.0,
+        max_duration_s: float = 600.0,
+    ) -> None:
+        import threading
+
+        self.client = client
+        self.endpoints = endpoints
+        self.prefix = prefix.rstrip("/")
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.max_duration_s = max_duration_s
+        self.acked: list[AckedWrite] = []
+        self.attempts: list[tuple[float, bool]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="etcd-write-probe", daemon=True)
+
+    def __enter__(self) -> WriteProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(self.timeout_s * 2 + 2)
+
+    def set_endpoints(self, endpoints: list[EtcdEndpoint]) -> None:
+        self.endpoints = list(endpoints)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_duration_s
+        seq = 0
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            eps = self.endpoints
+            ep = eps[seq % len(eps)]
+            key, value = f"{self.prefix}/{seq:06d}", f"v{seq}-{time.time():.3f}"
+            t = time.time()
+            try:
+                res = self.client.put(key, value, ep, timeout=self.timeout_s)
+            except Exception as exc:  # noqa: BLE001 - a probe that dies silently would fake an outage
+                log.warning("write probe: unexpected %s: %s", type(exc).__name__, exc)
+                res = PutResult(False, 0.0, 0, str(exc))
+            self.attempts.append((t, res.ok))
+            if res.ok:
+                self.acked.append(AckedWrite(key, value, res.revision, t))
+            seq += 1
+            self._stop.wait(self.interval_s)
+
+    def longest_gap_s(self, start: float = 0.0, end: float = float("inf")) -> float:
+        """Longest time between consecutive successful writes within [start, end]."""
+        times = [t for t, ok in self.attempts if ok and start <= t <= end]
+        if len(times) < 2:
+            return float("inf") if self.attempts else 0.0
+        return max(b - a for a, b in zip(times, times[1:], strict=False))
+
+    def first_success_after(self, t: float) -> float | None:
+        return next((a for a, ok in self.attempts if ok and a >= t), None)
+
+    def failures(self, start: float = 0.0, end: float = float("inf")) -> int:
+        return sum(1 for t, ok in self.attempts if not ok and start <= t <= end)
+
+    def successes(self, start: float = 0.0, end: float = float("inf")) -> int:
+        return sum(1 for t, ok in self.attempts if ok and start <= t <= end)
+
+    def lost(self, endpoints: list[EtcdEndpoint] | None = None) -> list[str]:
+        """Acknowledged keys that some member does not return with the acknowledged value."""
+        missing: list[str] = []
+        for ep in endpoints or self.client.endpoints:
+            for w in self.acked:
+                try:
+                    got = self.client.get(w.key, ep, serializable=True)
+                except (requests.RequestException, ValueError) as exc:
+                    missing.append(f"{w.key}@{ep.name} (unreadable: {type(exc).__name__})")
+                    continue
+                if got != w.value:
+                    missing.append(f"{w.key}@{ep.name}")
+        return missing
+
+
+def hash_agreement(client: EtcdClient) -> tuple[bool, dict[str, int], int]:
+    """Do all members hash the key space identically at a revision they all have?"""
+    revs = {}
+    for ep in client.endpoints:
+        data = client._post(ep.url, "/v3/kv/range", {"key": _b64("kubequake/none"), "serializable": True})
+        header = data.get("header") or {}
+        assert isinstance(header, dict)
+        revs[ep.name] = int(str(header.get("revision", 0)))
+    common = min(revs.values())
+    hashes = {ep.name: client.hash_kv(ep, common)[0] for ep in client.endpoints}
+    return len(set(hashes.values())) == 1, hashes, common

@@ -1,0 +1,144 @@
+"""etcd quorum: lose a follower, the leader, then the majority; every acknowledged write survives."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from harness.checks.availability import AvailabilitySampler
+from harness.checks.budgets import check, within
+from harness.checks.etcd import EtcdClient, EtcdEndpoint, WriteProbe, hash_agreement
+from harness.checks.http import wait_until
+from harness.faults.catalog import KillComponent
+from harness.providers.base import Component
+from harness.providers.local import LocalCluster
+from harness.scenario import ScenarioRun
+
+pytestmark = [pytest.mark.disruptive, pytest.mark.etcd]
+
+OBSERVE_S = 4.0
+
+
+def endpoints(cluster: LocalCluster, exclude: set[str] = frozenset()) -> list[EtcdEndpoint]:  # type: ignore[assignment]
+    return [EtcdEndpoint(n.name, cluster.etcd_url(n.name)) for n in cluster.control_planes() if n.name not in exclude]
+
+
+def current_leader(etcd: EtcdClient) -> str:
+    leader = etcd.leader()
+    assert leader, "etcd reports no leader in steady state"
+    return leader
+
+
+def verify_after(run: ScenarioRun, etcd: EtcdClient, probe: WriteProbe) -> None:
+    """Steady state, then: members agree byte for byte and no acknowledged write is missing."""
+    run.steady_state_after()
+    with run.phase("verify: no divergence, nothing lost"):
+        agree, hashes, rev = hash_agreement(etcd)
+        run.measure("hashkv", {"revision": rev, "hashes": hashes})
+        run.verdict(check("members agree", agree, f"hash of the key space at revision {rev}: {hashes}"))
+        lost = probe.lost()
+        run.measure("acknowledged_writes", len(probe.acked))
+        run.verdict(check("no acknowledged write lost", not lost and bool(probe.acked),
+                          f"{len(probe.acked)} acknowledged writes checked on every member; lost: {lost[:10]}"))
+
+
+def test_kill_follower_writes_continue(scenario: ScenarioRun, cluster: LocalCluster, etcd: EtcdClient) -> None:
+    run = scenario
+    run.steady_state_before()
+    leader = current_leader(etcd)
+    follower = next(n.name for n in cluster.control_planes() if n.name != leader)
+    prefix = f"kubequake/probe/{uuid.uuid4().hex[:8]}"
+    with WriteProbe(etcd, endpoints(cluster, {follower}), prefix) as probe, \
+            AvailabilitySampler({"lb": cluster.lb_url()}, cluster.admin_tls()) as api:
+        time.sleep(1.0)
+        with run.phase("inject"):
+            rec = run.inject(KillComponent(cluster, follower, Component.ETCD))
+        with run.phase("observe"):
+            time.sleep(OBSERVE_S)
+        with run.phase("heal"):
+            run.heal(rec)
+        time.sleep(1.0)
+    gap = probe.longest_gap_s(rec.applied_at or 0, rec.healed_at or time.time())
+    run.verdict(within("write gap while a follower is down", gap, run.budgets.etcd_reelection_s,
+                       what=f"longest pause between acknowledged writes with {follower} down"))
+    lb = api.series["lb"]
+    run.verdict(within("API unavailability via LB", lb.longest_outage_s(), run.budgets.api_unavailability_via_lb_s,
+                       what="longest client-visible outage through the LB"))
+    verify_after(run, etcd, probe)
+    run.finish()
+
+
+def test_kill_leader_new_leader_within_budget(scenario: ScenarioRun, cluster: LocalCluster, etcd: EtcdClient) -> None:
+    run = scenario
+    run.steady_state_before()
+    leader = current_leader(etcd)
+    term_before = max(s.raft_term for s in etcd.statuses() if s.reachable)
+    survivors = endpoints(cluster, {leader})
+    prefix = f"kubequake/probe/{uuid.uuid4().hex[:8]}"
+    with WriteProbe(etcd, survivors, prefix, interval_s=0.05, timeout_s=0.5) as probe:
+        time.sleep(1.0)
+        with run.phase("inject"):
+            rec = run.inject(KillComponent(cluster, leader, Component.ETCD))
+        with run.phase("observe"):
+            survivors_client = EtcdClient(survivors, etcd.tls, timeout=1.0)
+            wait_until("a new etcd leader", lambda: (survivors_client.leader() not in (None, leader), ""),
+                       timeout=run.budgets.etcd_recovery_s, interval=0.05)
+            new_leader = survivors_client.leader()
+            time.sleep(2.0)
+        resumed = probe.first_success_after(rec.applied_at or 0)
+        with run.phase("heal"):
+            run.heal(rec)
+    assert rec.applied_at is not None
+    run.measure("leader", {"before": leader, "after": new_leader, "term_before": term_before})
+    run.verdict(check("new leader elected", new_leader not in (None, leader),
+                      f"leader moved from {leader} to {new_leader}"))
+    run.verdict(within("etcd re-election", None if resumed is None else resumed - rec.applied_at,
+                       run.budgets.etcd_reelection_s, what="first acknowledged write after killing the leader"))
+    verify_after(run, etcd, probe)
+    term_after = max(s.raft_term for s in etcd.statuses() if s.reachable)
+    run.verdict(check("raft term advanced", term_after > term_before, f"term {term_before} -> {term_after}"))
+    run.finish()
+
+
+@pytest.mark.quorum_loss
+def test_lose_quorum_writes_fail_then_recover(scenario: ScenarioRun, cluster: LocalCluster, etcd: EtcdClient) -> None:
+    run = scenario
+    run.steady_state_before()
+    names = [n.name for n in cluster.control_planes()]
+    victims = names[: len(names) - (len(names) // 2)]  # the smallest set whose loss breaks quorum
+    keeper = next(n for n in names if n not in victims)
+    prefix = f"kubequake/probe/{uuid.uuid4().hex[:8]}"
+    with WriteProbe(etcd, endpoints(cluster, set(victims)), prefix, timeout_s=1.0) as probe, \
+            AvailabilitySampler({"lb": cluster.lb_url(), keeper: cluster.apiserver_url(keeper)},
+                                cluster.admin_tls(), timeout_s=5.0) as api:
+        time.sleep(1.0)
+        with run.phase("inject"):
+            recs = [run.inject(KillComponent(cluster, v, Component.ETCD)) for v in victims]
+        with run.phase("observe"):
+            time.sleep(8.0)
+            lost_from = recs[-1].applied_at or 0.0
+            # A write still in flight when healing starts may be acknowledged once quorum is back.
+            observe_end = time.time() - probe.timeout_s
+        with run.phase("heal") as heal_phase:
+            for r in reversed(recs):
+                run.heal(r)
+        time.sleep(2.0)
+    # Writes must fail while quorum is gone (an etcd that accepts them would be split-brained).
+    ok_during = probe.successes(lost_from + 1.0, observe_end)
+    run.verdict(check("writes fail without quorum", ok_during == 0 and probe.failures(lost_from, observe_end) > 0,
+                      f"{ok_during} writes acknowledged and {probe.failures(lost_from, observe_end)} refused "
+                      f"with {len(victims)} of {len(names)} members down"))
+    series = api.series[keeper]
+    during = [s for s in series.samples if lost_from + 2.0 <= s.t <= observe_end]
+    slowest = max((s.latency_s for s in during), default=0.0)
+    run.verdict(check("API reports errors without quorum", bool(during) and all(not s.ok for s in during),
+                      f"{sum(not s.ok for s in during)}/{len(during)} direct API samples on {keeper} failed"))
+    run.verdict(within("API answers without hanging", slowest, 5.0 + 0.5,
+                       what="slowest API answer (or client timeout) without quorum"))
+    back = probe.first_success_after(heal_phase.started)
+    run.verdict(within("quorum regained", None if back is None else back - heal_phase.started,
+                       run.budgets.etcd_recovery_s, what="first acknowledged write after the members' restart began"))
+    verify_after(run, etcd, probe)
+    run.finish()
