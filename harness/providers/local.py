@@ -29,6 +29,8 @@ from harness.checks.http import probe, wait_until
 from harness.config import ClusterConfig
 from harness.errors import ClusterError, ClusterRunningError, HarnessError, PortInUseError
 from harness.providers.base import CONTROL_PLANE_COMPONENTS, Component, Role, TLSClient
+from harness.faults.netfilter import Netfilter
+from harness.providers.cgroups import node_cgroup, remove_cluster_cgroups
 from harness.providers.haproxy import Backend, render_haproxy_config
 from harness.providers.process import ComponentState, ProcessSpec, Supervisor, sweep
 from harness.transport.base import CommandResult
@@ -245,7 +247,10 @@ class LocalCluster:
             Component.KWOK: self._kwok_argv,
         }[component](spec)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.run_dir)}
-        return ProcessSpec(node, component, argv, self.log_path(node, component), env)
+        cg = node_cgroup(self.cfg.name, node)
+        return ProcessSpec(
+            node, component, argv, self.log_path(node, component), env, cg.procs_file() if cg else None
+        )
 
     def _etcd_argv(self, spec: NodeSpec) -> list[str]:
         e = self.cfg.etcd
@@ -582,6 +587,8 @@ class LocalCluster:
         # shutdown layer by layer: every process gets SIGTERM at once and SIGKILL after 2 s.
         self.supervisor.stop_all(timeout=2.0)
         left = sweep(self.run_dir)
+        Netfilter(self.cfg.name).teardown()
+        remove_cluster_cgroups(self.cfg.name)
         if left:
             raise ClusterError(f"processes {left} of {self.run_dir} survived SIGKILL; check `ps -p {left[0]}`")
         if self.run_dir.exists():

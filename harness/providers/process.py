@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.errors import ClusterError
+from harness.providers.cgroups import join_cgroup
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class ProcessSpec:
     argv: list[str]
     log_path: Path
     env: dict[str, str] | None = None
+    # cgroup.procs of the node's cgroup: the child joins it before exec (see cgroups.py).
+    cgroup_procs: str | None = None
 
     @property
     def key(self) -> str:
@@ -94,6 +97,19 @@ def _die_with_parent() -> None:
     # Children of a harness-owned cluster die with the harness even on SIGKILL of it, so a crashed
     # pytest cannot leave etcd and apiservers running. Detached clusters (`kubequake up`) skip this.
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _child_setup(die_with_parent: bool, cgroup_procs: str | None) -> Callable[[], None] | None:
+    if not die_with_parent and cgroup_procs is None:
+        return None
+
+    def setup() -> None:
+        if die_with_parent:
+            _die_with_parent()
+        if cgroup_procs is not None:
+            join_cgroup(cgroup_procs)
+
+    return setup
 
 
 class _Spawner:
@@ -216,7 +232,7 @@ class Supervisor:
         if existing is not None and record_alive(existing):
             raise ClusterError(f"{spec.key} is already running as pid {existing.pid}; stop it before starting it")
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        preexec: Callable[[], None] | None = _die_with_parent if self.die_with_parent else None
+        preexec = _child_setup(self.die_with_parent, spec.cgroup_procs)
         with open(spec.log_path, "ab") as logf:
             logf.write(f"\n--- kubequake start {time.strftime('%Y-%m-%dT%H:%M:%S')} {spec.key}\n".encode())
             logf.flush()
