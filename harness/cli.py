@@ -13,9 +13,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import binaries, config
 from harness.errors import ClusterError, HarnessError
+
+if TYPE_CHECKING:
+    from harness.providers.local import LocalCluster
 
 log = logging.getLogger("kubequake")
 
@@ -27,8 +31,24 @@ EXIT_INTERRUPTED = 130
 
 def _add_cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="kubequake.toml with cluster settings")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one setting, e.g. --set control_planes=5 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set control_planes=5 (repeatable)",
+    )
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of lines, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more lines, got {value}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,12 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_cluster_args(lg)
     lg.add_argument("node")
     lg.add_argument("component")
-    lg.add_argument("--tail", type=int, default=0, help="only the last N lines")
+    lg.add_argument("--tail", type=_non_negative, default=0, help="only the last N lines")
 
     sub.add_parser("binaries", help="build (once per machine) or verify the pinned binaries and print versions")
 
-    run = sub.add_parser("run", help="run the scenario suites on a cluster with these settings; "
-                                     "remaining arguments go to pytest")
+    run = sub.add_parser(
+        "run", help="run the scenario suites on a cluster with these settings; remaining arguments go to pytest"
+    )
     _add_cluster_args(run)
     return p
 
@@ -71,15 +92,25 @@ def _cluster_config(args: argparse.Namespace) -> config.ClusterConfig:
     return config.load(args.config, overrides)
 
 
-def _attach(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _attach(args: argparse.Namespace, *, must_exist: bool = True) -> LocalCluster:
     from harness.providers.local import LocalCluster
 
     cfg = _cluster_config(args)
+    if must_exist and not cfg.run_dir.is_dir():
+        # Checked before LocalCluster exists: constructing it creates the run directory.
+        up = "kubequake up" + ("" if cfg.name == config.ClusterConfig().name else f" --set name={cfg.name}")
+        raise ClusterError(f"no cluster {cfg.name!r} (nothing at {cfg.run_dir}); start it with `{up}`")
     state = cfg.run_dir / "cluster.json"
     if state.is_file():
         # The running cluster's own settings win over defaults, so `status` after `up --set ...`
         # needs no repetition of the --set flags.
-        recorded = json.loads(state.read_text()).get("config", {})
+        try:
+            recorded = json.loads(state.read_text()).get("config", {})
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ClusterError(
+                f"cannot read the cluster state {state} ({exc}); stop the cluster with "
+                f"`kubequake down --set name={cfg.name}`"
+            ) from None
         flat = config.flatten(recorded)
         cfg = config.build({k: v for k, v in flat.items() if k in config.known_keys()})
     return LocalCluster(cfg, detached=True)
@@ -112,9 +143,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    cluster = _attach(args)
+    existed = _cluster_config(args).run_dir.exists()
     start = time.monotonic()
-    existed = cluster.run_dir.exists()
+    # Even without a run directory, destroy() removes what is keyed by name (firewall rules, cgroups).
+    cluster = _attach(args, must_exist=False)
     cluster.destroy()
     if existed:
         print(f"cluster {cluster.cfg.name!r} stopped and removed in {time.monotonic() - start:.1f}s")
@@ -126,12 +158,13 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from harness.status import collect
 
-    cluster = _attach(args)
-    if not cluster.running():
+    cfg = _cluster_config(args)
+    cluster = _attach(args) if cfg.run_dir.is_dir() else None
+    if cluster is None or not cluster.running():
         if args.json:
-            print(json.dumps({"name": cluster.cfg.name, "running": False}))
+            print(json.dumps({"name": cfg.name, "running": False}))
         else:
-            print(f"cluster {cluster.cfg.name!r} is not running; start it with `kubequake up`")
+            print(f"cluster {cfg.name!r} is not running; start it with `kubequake up`")
         return EXIT_FAIL
     st = collect(cluster)
     if args.json:
@@ -145,8 +178,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  {n.name:8} {n.role:14} {n.address:14} {comps}")
     print(f"etcd: quorum={'yes' if st.etcd.quorum else 'NO'} leader={st.etcd.leader}")
     for m in st.etcd.members:
-        print(f"  {m.name:8} healthy={m.healthy!s:5} leader={m.leader!s:5} term={m.raft_term} index={m.raft_index}"
-              + (f" error={m.error}" if m.error else ""))
+        print(
+            f"  {m.name:8} healthy={m.healthy!s:5} leader={m.leader!s:5} term={m.raft_term} index={m.raft_index}"
+            + (f" error={m.error}" if m.error else "")
+        )
     print("apiservers: " + ", ".join(f"{a.node}={'ready' if a.ready else 'NOT READY'}" for a in st.apiservers))
     print(f"load balancer {st.load_balancer.address}: {'ready' if st.load_balancer.ready else 'NOT READY'}")
     print("leaders: " + ", ".join(f"{k}={v}" for k, v in st.leaders.items()))
@@ -181,7 +216,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise ClusterError(f"no log at {path}: {node.name}/{component} has not run in this cluster")
     lines = path.read_text(errors="replace").splitlines()
-    sys.stdout.write("\n".join(lines[-args.tail:] if args.tail else lines) + "\n")
+    sys.stdout.write("\n".join(lines[-args.tail :] if args.tail else lines) + "\n")
     return EXIT_OK
 
 
@@ -190,8 +225,13 @@ def cmd_binaries(args: argparse.Namespace) -> int:
 
     bins = binaries.ensure()
     for name, path in sorted(bins.paths.items()):
-        flag = {"etcd": "--version", "etcdctl": "version", "kubectl": "version --client", "kwok": "--version",
-                "kwokctl": "--version"}.get(name, "--version")
+        flag = {
+            "etcd": "--version",
+            "etcdctl": "version",
+            "kubectl": "version --client",
+            "kwok": "--version",
+            "kwokctl": "--version",
+        }.get(name, "--version")
         out = subprocess.run([str(path), *flag.split()], capture_output=True, text=True, timeout=30, check=False)
         first = (out.stdout or out.stderr).strip().splitlines()[:1]
         print(f"{name:24} {first[0] if first else '?':40} {path}")

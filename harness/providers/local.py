@@ -28,8 +28,8 @@ from harness import pki as pkimod
 from harness.checks.http import probe, wait_until
 from harness.config import ClusterConfig
 from harness.errors import ClusterError, ClusterRunningError, HarnessError, PortInUseError
-from harness.providers.base import CONTROL_PLANE_COMPONENTS, Component, Role, TLSClient
 from harness.faults.netfilter import Netfilter
+from harness.providers.base import CONTROL_PLANE_COMPONENTS, Component, Role, TLSClient
 from harness.providers.cgroups import node_cgroup, remove_cluster_cgroups
 from harness.providers.haproxy import Backend, render_haproxy_config
 from harness.providers.process import ComponentState, ProcessSpec, Supervisor, sweep
@@ -167,9 +167,7 @@ class LocalCluster:
 
     name = "local"
 
-    def __init__(
-        self, cfg: ClusterConfig, bins: binmod.BinarySet | None = None, *, detached: bool = False
-    ) -> None:
+    def __init__(self, cfg: ClusterConfig, bins: binmod.BinarySet | None = None, *, detached: bool = False) -> None:
         self.cfg = cfg
         self.run_dir = cfg.run_dir
         self._bins = bins
@@ -248,16 +246,12 @@ class LocalCluster:
         }[component](spec)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.run_dir)}
         cg = node_cgroup(self.cfg.name, node)
-        return ProcessSpec(
-            node, component, argv, self.log_path(node, component), env, cg.procs_file() if cg else None
-        )
+        return ProcessSpec(node, component, argv, self.log_path(node, component), env, cg.procs_file() if cg else None)
 
     def _etcd_argv(self, spec: NodeSpec) -> list[str]:
         e = self.cfg.etcd
         p = self.pki
-        peers = ",".join(
-            f"{n.name}=https://{n.address}:{e.peer_port}" for n in self.control_planes()
-        )
+        peers = ",".join(f"{n.name}=https://{n.address}:{e.peer_port}" for n in self.control_planes())
         a = spec.address
         return [
             str(self.bins["etcd"]),
@@ -304,7 +298,7 @@ class LocalCluster:
             f"--tls-cert-file={p.apiserver[spec.name].cert}",
             f"--tls-private-key-file={p.apiserver[spec.name].key}",
             f"--client-ca-file={p.ca.cert}",
-            f"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={p.sa_pub}",
             f"--service-account-signing-key-file={p.sa_key}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
@@ -477,8 +471,10 @@ class LocalCluster:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def running(self) -> bool:
-        return any(self.supervisor.state(r.node, r.component) in (ComponentState.RUNNING, ComponentState.FROZEN)
-                   for r in self.supervisor.records())
+        return any(
+            self.supervisor.state(r.node, r.component) in (ComponentState.RUNNING, ComponentState.FROZEN)
+            for r in self.supervisor.records()
+        )
 
     def _recorded_config(self) -> dict[str, object] | None:
         try:
@@ -497,30 +493,46 @@ class LocalCluster:
                 return
             raise ClusterRunningError(
                 f"cluster {self.cfg.name!r} is already running from {self.run_dir} with other settings or unhealthy; "
-                "run `kubequake down` first (or choose another --set name=... and address_block)"
+                f"it was left untouched. Stop it first with `kubequake down --set name={self.cfg.name}`, "
+                "or choose another --set name=... and --set address_block=..."
             )
         self.destroy()  # a crashed run's leftovers go before anything new starts
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._check_ports()
-        _ = self.bins
+        try:
+            self._check_ports()
+            _ = self.bins
+        except HarnessError:
+            self.destroy()  # nothing was started; leave no empty run directory behind either
+            raise
         started = time.monotonic()
         self.install_signal_handlers()
-        try:
-            self._start_all(timeout)
-        except BaseException:
-            log.error("start-up failed; stopping everything that was started")
-            self.destroy()
-            raise
+        with self._sigterm_interrupts_startup():
+            try:
+                self._start_all(timeout)
+            except BaseException:
+                log.error("start-up failed; stopping everything that was started")
+                self.destroy()
+                raise
         self.state_file.write_text(
-            json.dumps({"config": self.cfg.to_dict(), "detached": self.detached, "owner_pid": os.getpid(),
-                        "created_at": time.time(), "versions": self.bins.versions}, indent=2)
+            json.dumps(
+                {
+                    "config": self.cfg.to_dict(),
+                    "detached": self.detached,
+                    "owner_pid": os.getpid(),
+                    "created_at": time.time(),
+                    "versions": self.bins.versions,
+                },
+                indent=2,
+            )
         )
         log.info("cluster %s ready in %.1fs", self.cfg.name, time.monotonic() - started)
 
     def _check_ports(self) -> None:
         e = self.cfg.etcd
-        checks = [(self.cfg.lb_address, self.cfg.load_balancer.port, "HAProxy"),
-                  (self.cfg.lb_address, self.cfg.load_balancer.stats_port, "HAProxy stats")]
+        checks = [
+            (self.cfg.lb_address, self.cfg.load_balancer.port, "HAProxy"),
+            (self.cfg.lb_address, self.cfg.load_balancer.stats_port, "HAProxy stats"),
+        ]
         for n in self.control_planes():
             checks += [
                 (n.address, e.client_port, f"etcd client on {n.name}"),
@@ -541,7 +553,7 @@ class LocalCluster:
         def wait(n: LocalNode) -> None:
             try:
                 self.wait_component_ready(n, component, max(1.0, deadline - time.monotonic()))
-            except BaseException as exc:  # noqa: BLE001 - collected and re-raised below
+            except BaseException as exc:  # collected and re-raised below
                 errors.append(exc)
 
         threads = [threading.Thread(target=wait, args=(n,), daemon=True) for n in nodes]
@@ -584,8 +596,9 @@ class LocalCluster:
     def destroy(self) -> None:
         """Stop every process of this cluster and remove its run directory; safe to call twice."""
         # The run directory is deleted right after, so nothing is gained by a slow graceful
-        # shutdown layer by layer: every process gets SIGTERM at once and SIGKILL after 2 s.
-        self.supervisor.stop_all(timeout=2.0)
+        # shutdown layer by layer: every process gets SIGTERM at once and SIGKILL after 0.5 s.
+        # etcd alone takes over 5 s to finish a graceful stop while apiservers hold watches on it.
+        self.supervisor.stop_all(timeout=0.5)
         left = sweep(self.run_dir)
         Netfilter(self.cfg.name).teardown()
         remove_cluster_cgroups(self.cfg.name)
@@ -608,11 +621,32 @@ class LocalCluster:
             def on_term(signum: int, frame: object) -> None:
                 # Turning SIGTERM into KeyboardInterrupt lets every finally block (fault undo,
                 # fixture teardown) run in order before the cluster goes.
-                if callable(previous) and previous not in (signal.SIG_DFL, signal.SIG_IGN):
+                # SIG_DFL and SIG_IGN are plain ints, so `callable` leaves only real handlers.
+                if callable(previous):
                     previous(signum, frame)  # type: ignore[arg-type]
                 raise KeyboardInterrupt(f"signal {signum}")
 
             signal.signal(signal.SIGTERM, on_term)
+
+    @contextlib.contextmanager
+    def _sigterm_interrupts_startup(self) -> Iterator[None]:
+        """While starting, SIGTERM stops what was started even for a detached cluster.
+
+        Owned clusters have the permanent handler above. A detached `kubequake up` killed halfway
+        through start-up would otherwise leave half a cluster running with nobody to stop it.
+        """
+        if not self.detached or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_term(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        previous = signal.signal(signal.SIGTERM, on_term)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
     def _atexit(self) -> None:
         with contextlib.suppress(HarnessError, OSError):
