@@ -80,7 +80,7 @@ def classify(exception: BaseException | None, status: int) -> FailureKind | None
             return FailureKind.CONNECTION_REFUSED
         if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
             return FailureKind.CONNECTION_RESET
-        if isinstance(exc, TimeoutError | socket.timeout):
+        if isinstance(exc, TimeoutError):
             return FailureKind.TIMEOUT
         if isinstance(exc, OSError) and exc.errno in _ERRNO_KINDS:
             return _ERRNO_KINDS[exc.errno]

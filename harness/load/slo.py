@@ -20,8 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from harness.checks.budgets import MARGIN_S, Budgets, Verdict
+from harness.config import ClusterConfig
 from harness.load.errors import LoadError
-from harness.load.timeline import HasWindow, Timeline, Window
+from harness.load.timeline import Timeline, Window, WindowLike
 
 # Seconds of traffic at the start of a run not used as baseline: users are still being spawned.
 RAMP_UP_S = 2.0
@@ -60,88 +62,86 @@ class SloBudget:
             raise LoadError(f"SloBudget.steady_hold_s={self.steady_hold_s!r} must be at least 1")
 
 
-# The one budget table. Numbers come from the architecture's measured facts: etcd re-elects in
-# 1.0-1.7 s after a leader SIGKILL; an LB without redispatch needs fall x inter (3 x 2 s) to mark a
-# dead apiserver down, during which requests routed to it fail; upstream e2e allows 60 s for
-# etcd-failure recovery.
-BUDGETS: Mapping[str, SloBudget] = MappingProxyType(
-    {
-        "steady-state": SloBudget(
-            max_error_ratio_during_fault=0.0,
-            max_unavailability_s=2.0,
-            max_p99_during_fault_ms=1000,
-            max_p99_after_heal_ms=1000,
-            max_time_to_steady_s=5.0,
-        ),
-        "apiserver-kill": SloBudget(
-            max_error_ratio_during_fault=0.35,
-            max_unavailability_s=8.0,
-            max_p99_during_fault_ms=5000,
-            max_p99_after_heal_ms=1000,
-            max_time_to_steady_s=20.0,
-        ),
-        "etcd-leader-kill": SloBudget(
-            max_error_ratio_during_fault=0.20,
-            max_unavailability_s=5.0,
-            max_p99_during_fault_ms=5000,
-            max_p99_after_heal_ms=1000,
-            max_time_to_steady_s=20.0,
-        ),
-        "etcd-member-loss": SloBudget(
-            max_error_ratio_during_fault=0.35,
-            max_unavailability_s=10.0,
-            max_p99_during_fault_ms=5000,
-            max_p99_after_heal_ms=1000,
-            max_time_to_steady_s=30.0,
-        ),
-        "control-plane-node-loss": SloBudget(
-            max_error_ratio_during_fault=0.35,
-            max_unavailability_s=10.0,
-            max_p99_during_fault_ms=10000,
-            max_p99_after_heal_ms=1500,
-            max_time_to_steady_s=60.0,
-        ),
-        "lb-failover": SloBudget(
-            max_error_ratio_during_fault=0.50,
-            max_unavailability_s=15.0,
-            max_p99_during_fault_ms=10000,
-            max_p99_after_heal_ms=1000,
-            max_time_to_steady_s=30.0,
-        ),
-    }
-)
+def budget_table(cfg: ClusterConfig | None = None) -> Mapping[str, SloBudget]:
+    """The one SLO budget table, per scenario, derived from the cluster's configured timings.
+
+    Unavailability budgets move with the configuration, as harness.checks.budgets does: an etcd
+    leader loss is bounded by re-election (two election timeouts plus margin); a dead apiserver
+    behind an LB without redispatch by the checks marking it down (fall x inter plus margin).
+    Error ratios and latencies are what a client of a 3-node control plane may see on a small
+    machine; upstream e2e allows 60 s for recovery after an etcd failure.
+    """
+    b = Budgets.for_config(cfg or ClusterConfig())
+    lb_down = b.api_unavailability_via_lb_s
+    return MappingProxyType(
+        {
+            "steady-state": SloBudget(
+                max_error_ratio_during_fault=0.0,
+                max_unavailability_s=MARGIN_S,
+                max_p99_during_fault_ms=1000,
+                max_p99_after_heal_ms=1000,
+                max_time_to_steady_s=5.0,
+            ),
+            "apiserver-kill": SloBudget(
+                max_error_ratio_during_fault=0.35,
+                max_unavailability_s=lb_down,
+                max_p99_during_fault_ms=5000,
+                max_p99_after_heal_ms=1000,
+                max_time_to_steady_s=lb_down + 10.0,
+            ),
+            "etcd-leader-kill": SloBudget(
+                max_error_ratio_during_fault=0.20,
+                max_unavailability_s=b.etcd_reelection_s + MARGIN_S,
+                max_p99_during_fault_ms=5000,
+                max_p99_after_heal_ms=1000,
+                max_time_to_steady_s=20.0,
+            ),
+            "etcd-member-loss": SloBudget(
+                max_error_ratio_during_fault=0.35,
+                max_unavailability_s=max(lb_down, b.etcd_reelection_s) + MARGIN_S,
+                max_p99_during_fault_ms=5000,
+                max_p99_after_heal_ms=1000,
+                max_time_to_steady_s=b.etcd_recovery_s / 2,
+            ),
+            "control-plane-node-loss": SloBudget(
+                max_error_ratio_during_fault=0.35,
+                max_unavailability_s=max(lb_down, b.etcd_reelection_s) + MARGIN_S,
+                max_p99_during_fault_ms=10000,
+                max_p99_after_heal_ms=1500,
+                max_time_to_steady_s=b.etcd_recovery_s,
+            ),
+            "lb-failover": SloBudget(
+                max_error_ratio_during_fault=0.50,
+                max_unavailability_s=15.0,
+                max_p99_during_fault_ms=10000,
+                max_p99_after_heal_ms=1000,
+                max_time_to_steady_s=30.0,
+            ),
+        }
+    )
 
 
-def budget_for(scenario: str) -> SloBudget:
+def budget_for(scenario: str, cfg: ClusterConfig | None = None) -> SloBudget:
+    table = budget_table(cfg)
     try:
-        return BUDGETS[scenario]
+        return table[scenario]
     except KeyError:
-        raise LoadError(f"no SLO budget for scenario {scenario!r}; known: {', '.join(sorted(BUDGETS))}") from None
-
-
-@dataclass(frozen=True)
-class SloVerdict:
-    name: str
-    measured: float
-    budget: float
-    unit: str
-    passed: bool
-    message: str
+        raise LoadError(f"no SLO budget for scenario {scenario!r}; known: {', '.join(sorted(table))}") from None
 
 
 @dataclass(frozen=True)
 class SloReport:
     fault: Window
-    verdicts: tuple[SloVerdict, ...]
+    verdicts: tuple[Verdict, ...]
 
     @property
     def passed(self) -> bool:
         return all(v.passed for v in self.verdicts)
 
-    def failed(self) -> list[SloVerdict]:
+    def failed(self) -> list[Verdict]:
         return [v for v in self.verdicts if not v.passed]
 
-    def __getitem__(self, name: str) -> SloVerdict:
+    def __getitem__(self, name: str) -> Verdict:
         for v in self.verdicts:
             if v.name == name:
                 return v
@@ -149,34 +149,37 @@ class SloReport:
 
     @property
     def message(self) -> str:
-        return "\n".join(f"{'PASS' if v.passed else 'FAIL'} {v.message}" for v in self.verdicts)
+        return "\n".join(v.line() for v in self.verdicts)
 
 
-def _verdict(name: str, measured: float, budget: float, unit: str, what: str, detail: str = "") -> SloVerdict:
-    passed = math.isfinite(measured) and measured <= budget
-    num = f"{measured:.3f}" if unit == "ratio" else f"{measured:.2f} {unit}" if math.isfinite(measured) else "never"
-    cmp = "within" if passed else "exceeds"
+def _verdict(name: str, measured: float, budget: float, unit: str, what: str, detail: str = "") -> Verdict:
+    if not math.isfinite(measured):
+        return Verdict(name, None, budget, unit, False, f"{what}: never ({detail})")
+    passed = measured <= budget
+    num = f"{measured:.3f}" if unit == "" else f"{measured:.2f}{unit}"
+    bud = f"{budget:.3f}" if unit == "" else f"{budget:g}{unit}"
     extra = f" ({detail})" if detail else ""
-    bud = f"{budget:.3f}" if unit == "ratio" else f"{budget:g} {unit}"
-    return SloVerdict(name, measured, budget, unit, passed, f"{what} {num}{extra} {cmp} budget {bud}")
+    return Verdict(
+        name, measured, budget, unit, passed, f"{what} {num}{extra} {'within' if passed else 'exceeds'} budget {bud}"
+    )
 
 
-def _missing(name: str, budget: float, unit: str, why: str) -> SloVerdict:
-    return SloVerdict(name, math.nan, budget, unit, False, f"{name}: no verdict possible: {why}")
+def _missing(name: str, budget: float, unit: str, why: str) -> Verdict:
+    return Verdict(name, None, budget, unit, False, f"no verdict possible: {why}")
 
 
 def evaluate(
     timeline: Timeline,
-    fault: Window | HasWindow | tuple[float, float],
+    fault: WindowLike,
     budget: SloBudget,
-    baseline: Window | HasWindow | tuple[float, float] | None = None,
+    baseline: WindowLike | None = None,
 ) -> SloReport:
     """Judge one fault window of a run's timeline against a budget."""
     fw = Window.of(fault)
     run_end = timeline.records[-1].end if timeline.records else fw.end
     run_start = timeline.records[0].start if timeline.records else fw.start
     after = Window(fw.end, max(fw.end, min(run_end, fw.end + budget.after_heal_window_s)))
-    verdicts: list[SloVerdict] = []
+    verdicts: list[Verdict] = []
 
     during = timeline.window(fw)
     if during.requests == 0:
@@ -184,7 +187,7 @@ def evaluate(
             _missing(
                 "error_ratio_during_fault",
                 budget.max_error_ratio_during_fault,
-                "ratio",
+                "",
                 f"no request finished during the fault window ({fw.seconds:.1f}s); was traffic running?",
             )
         )
@@ -195,7 +198,7 @@ def evaluate(
                 "error_ratio_during_fault",
                 during.failure_ratio,
                 budget.max_error_ratio_during_fault,
-                "ratio",
+                "",
                 "error ratio during the fault",
                 f"{during.failures} of {during.requests} requests failed{': ' + kinds if kinds else ''}",
             )
@@ -266,10 +269,10 @@ def _time_to_steady(
     timeline: Timeline,
     fw: Window,
     budget: SloBudget,
-    baseline: Window | HasWindow | tuple[float, float] | None,
+    baseline: WindowLike | None,
     run_start: float,
     run_end: float,
-) -> SloVerdict:
+) -> Verdict:
     name = "time_to_steady_throughput"
     bw = Window.of(baseline) if baseline is not None else Window(min(fw.start, run_start + RAMP_UP_S), fw.start)
     # Whole seconds only: a partial first or last second would read as a throughput dip.

@@ -15,7 +15,7 @@ import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from harness.load.records import FailureKind, RequestRecord
 
@@ -28,11 +28,22 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     return float(sorted_values[min(rank, len(sorted_values)) - 1])
 
 
+@runtime_checkable
 class HasWindow(Protocol):
     @property
     def start(self) -> float: ...
     @property
     def end(self) -> float: ...
+
+
+@runtime_checkable
+class JournaledFault(Protocol):
+    """A fault journal record (harness.faults.journal.FaultRecord): applied at, healed at."""
+
+    @property
+    def applied_at(self) -> float | None: ...
+    @property
+    def healed_at(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -51,12 +62,22 @@ class Window:
         return self.end - self.start
 
     @classmethod
-    def of(cls, w: Window | HasWindow | tuple[float, float]) -> Window:
+    def of(cls, w: Window | HasWindow | JournaledFault | tuple[float, float]) -> Window:
+        """A window from a Window, a (start, end) tuple, anything with start/end, or a journaled
+        fault (applied_at, healed_at). A fault that was never applied or never healed has no window."""
         if isinstance(w, Window):
             return w
         if isinstance(w, tuple):
             return cls(float(w[0]), float(w[1]))
+        if isinstance(w, JournaledFault):
+            if w.applied_at is None or w.healed_at is None:
+                raise ValueError(f"fault {w!r} has no window: applied_at={w.applied_at}, healed_at={w.healed_at}")
+            return cls(float(w.applied_at), float(w.healed_at))
         return cls(float(w.start), float(w.end))
+
+
+# Everything a window can be given as; a fault journal record works directly.
+WindowLike: TypeAlias = Window | HasWindow | JournaledFault | tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -140,7 +161,7 @@ class Timeline:
             return self.span.end
         return self.records[-1].end if self.records else None
 
-    def window(self, w: Window | HasWindow | tuple[float, float]) -> Timeline:
+    def window(self, w: WindowLike) -> Timeline:
         """The same run seen through another wall-clock window (e.g. a fault window)."""
         return Timeline(self.records, Window.of(w), self._ends)
 

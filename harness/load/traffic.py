@@ -28,7 +28,7 @@ from harness.load.records import RecordSet, read_dir
 from harness.load.runner import LocustRun, ProcessExit
 from harness.load.settings import TrafficSettings
 from harness.load.slo import SloBudget, SloReport, evaluate
-from harness.load.timeline import HasWindow, Timeline, Window
+from harness.load.timeline import Timeline, WindowLike
 from harness.load.watches import WatchSummary, summarize
 from harness.providers.base import TLSClient
 
@@ -159,7 +159,7 @@ class Traffic:
         """Everything recorded so far (works while traffic runs)."""
         return read_dir(self.records_dir)
 
-    def timeline(self, window: Window | HasWindow | tuple[float, float] | None = None) -> Timeline:
+    def timeline(self, window: WindowLike | None = None) -> Timeline:
         tl = Timeline.from_records(self.records().requests)
         return tl if window is None else tl.window(window)
 
@@ -179,7 +179,7 @@ class Traffic:
     def slo(
         self,
         budget: SloBudget,
-        fault: Window | HasWindow | tuple[float, float],
-        baseline: Window | HasWindow | tuple[float, float] | None = None,
+        fault: WindowLike,
+        baseline: WindowLike | None = None,
     ) -> SloReport:
         return evaluate(self.timeline(), fault, budget, baseline)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from harness.load.records import WatchEvent, WatchRecord
-from harness.load.timeline import HasWindow, Window
+from harness.load.timeline import Window, WindowLike
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class WatchSummary:
     def longest_gap_s(self) -> float:
         return max((g.seconds for g in self.gaps), default=0.0)
 
-    def within(self, w: Window | HasWindow | tuple[float, float]) -> WatchSummary:
+    def within(self, w: WindowLike) -> WatchSummary:
         """Gaps that overlap a window (e.g. a fault window)."""
         win = Window.of(w)
         gaps = tuple(g for g in self.gaps if g.restarted > win.start and g.ended < win.end)

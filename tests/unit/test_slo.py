@@ -1,0 +1,141 @@
+"""SLO verdicts from a synthetic timeline: numbers measured, budgets applied, verdicts that fail."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from harness.config import ClusterConfig, LoadBalancerSettings
+from harness.load.errors import LoadError
+from harness.load.records import FailureKind, RequestRecord
+from harness.load.slo import SloBudget, budget_for, budget_table, evaluate
+from harness.load.timeline import Timeline, Window
+
+T0 = 1_800_000_000.0
+RATE = 20  # requests per second, as paced users produce them
+
+
+def paced(start: float, end: float, ok: bool = True, ms: float = 10.0, rate: int = RATE) -> list[RequestRecord]:
+    n = round((end - start) * rate)
+    out = []
+    for i in range(n):
+        t = start + (i + 0.5) / rate
+        kind = None if ok else FailureKind.CONNECTION_RESET
+        out.append(RequestRecord(t - ms / 1000, t, "GET", "x", ok, kind, 200 if ok else 0, ms))
+    return out
+
+
+def outage_run() -> tuple[Timeline, Window]:
+    """10 s steady, fault at +10 s: 3 s of resets then slow successes, heal at +16 s, 14 s after."""
+    recs = (
+        paced(T0, T0 + 10)
+        + paced(T0 + 10, T0 + 13, ok=False, ms=2)
+        + paced(T0 + 13, T0 + 16, ms=400)
+        + paced(T0 + 16, T0 + 18, ms=50, rate=10)  # throughput still half after heal
+        + paced(T0 + 18, T0 + 30, ms=20)
+    )
+    return Timeline.from_records(recs), Window(T0 + 10, T0 + 16)
+
+
+LOOSE = SloBudget(
+    max_error_ratio_during_fault=0.6,
+    max_unavailability_s=5.0,
+    max_p99_during_fault_ms=1000,
+    max_p99_after_heal_ms=100,
+    max_time_to_steady_s=5.0,
+)
+
+
+def test_every_verdict_measures_the_number_and_passes_a_loose_budget() -> None:
+    tl, fault = outage_run()
+    report = evaluate(tl, fault, LOOSE)
+    assert report.passed, report.message
+    assert report["error_ratio_during_fault"].measured == pytest.approx(0.5)
+    assert report["longest_unavailability"].measured == pytest.approx(3.05, abs=0.01)
+    assert report["p99_during_fault"].measured == 400
+    assert report["p99_after_heal"].measured == 50
+    # Throughput is back to >= 80% of 20/s from +18 s: 2 s after heal.
+    assert report["time_to_steady_throughput"].measured == pytest.approx(2.0)
+    assert "60 of 120 requests failed: connection_reset=60" in report["error_ratio_during_fault"].message
+
+
+def test_tight_budgets_fail_with_messages_naming_measured_and_budget() -> None:
+    tl, fault = outage_run()
+    tight = SloBudget(
+        max_error_ratio_during_fault=0.1,
+        max_unavailability_s=1.0,
+        max_p99_during_fault_ms=100,
+        max_p99_after_heal_ms=20,
+        max_time_to_steady_s=1.0,
+    )
+    report = evaluate(tl, fault, tight)
+    assert not report.passed
+    assert {v.name for v in report.failed()} == {
+        "error_ratio_during_fault",
+        "longest_unavailability",
+        "p99_during_fault",
+        "p99_after_heal",
+        "time_to_steady_throughput",
+    }
+    msg = report["longest_unavailability"].message
+    assert "3.05s" in msg and "exceeds budget 1s" in msg
+    assert "0.500" in report["error_ratio_during_fault"].message
+    assert report["p99_during_fault"].line().startswith("FAIL p99_during_fault: measured 400.00ms")
+
+
+def test_steady_state_run_passes_the_steady_state_budget() -> None:
+    tl = Timeline.from_records(paced(T0, T0 + 20))
+    report = evaluate(tl, (T0 + 8, T0 + 12), budget_for("steady-state"))
+    assert report.passed, report.message
+    assert report["error_ratio_during_fault"].measured == 0
+
+
+def test_throughput_that_never_recovers_fails_time_to_steady() -> None:
+    recs = paced(T0, T0 + 10) + paced(T0 + 10, T0 + 30, rate=5)
+    report = evaluate(Timeline.from_records(recs), (T0 + 10, T0 + 12), LOOSE)
+    v = report["time_to_steady_throughput"]
+    assert not v.passed and v.measured is None and "never reached 16.0 successes/s" in v.message
+
+
+def test_a_verdict_on_nothing_fails() -> None:
+    tl = Timeline.from_records(paced(T0, T0 + 10))
+    report = evaluate(tl, (T0 + 20, T0 + 25), LOOSE)  # the fault came after traffic stopped
+    assert not report["error_ratio_during_fault"].passed
+    assert "no request finished during the fault window" in report["error_ratio_during_fault"].message
+    assert not report["p99_after_heal"].passed
+    no_baseline = evaluate(Timeline.from_records(paced(T0, T0 + 10)), (T0, T0 + 2), LOOSE)
+    assert "before the fault" in no_baseline["time_to_steady_throughput"].message
+    assert not no_baseline.passed
+
+
+def test_total_outage_until_the_end_is_unavailability_not_a_pass() -> None:
+    recs = paced(T0, T0 + 10) + paced(T0 + 10, T0 + 20, ok=False)
+    report = evaluate(Timeline.from_records(recs), (T0 + 10, T0 + 15), LOOSE)
+    assert report["longest_unavailability"].measured == pytest.approx(10.0, abs=0.06)
+    assert not report.passed
+
+
+def test_budget_table_follows_the_cluster_config() -> None:
+    base = budget_for("apiserver-kill")
+    slow_checks = dataclasses.replace(ClusterConfig(), load_balancer=LoadBalancerSettings(fall=5))
+    slower = budget_for("apiserver-kill", slow_checks)
+    assert slower.max_unavailability_s == pytest.approx(base.max_unavailability_s + 4.0)
+    assert set(budget_table()) >= {"steady-state", "apiserver-kill", "etcd-leader-kill"}
+    with pytest.raises(LoadError, match="known: "):
+        budget_for("no-such-scenario")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_error_ratio_during_fault", -0.1),
+        ("max_unavailability_s", math.nan),
+        ("steady_fraction", 0.0),
+        ("steady_hold_s", 0),
+    ],
+)
+def test_bad_budgets_are_refused(field: str, value: float) -> None:
+    with pytest.raises(LoadError, match=field):
+        dataclasses.replace(LOOSE, **{field: value})
