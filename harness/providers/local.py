@@ -27,7 +27,7 @@ from harness import binaries as binmod
 from harness import pki as pkimod
 from harness.checks.http import probe, wait_until
 from harness.config import ClusterConfig
-from harness.errors import ClusterError, ClusterRunningError, HarnessError, PortInUseError
+from harness.errors import ClusterError, ClusterRunningError, HarnessError, PortInUseError, TimeoutExpired
 from harness.faults.netfilter import Netfilter
 from harness.providers.base import CONTROL_PLANE_COMPONENTS, Component, Role, TLSClient
 from harness.providers.cgroups import node_cgroup, remove_cluster_cgroups
@@ -448,18 +448,31 @@ class LocalCluster:
             return '"health":"true"' in r.body, r.body.strip()
         return r.ok, f"{url}: {r.status} {r.error or r.body[:200]}"
 
-    def wait_component_ready(self, node: LocalNode, component: Component, timeout: float) -> float:
+    def wait_component_ready(
+        self, node: LocalNode, component: Component, timeout: float, cancelled: threading.Event | None = None
+    ) -> float:
+        """Wait until the component answers its health check; fail at once if it exits or the wait is cancelled."""
+        # wait_until retries on exceptions, so a fatal state ends the wait as "done" and is raised afterwards.
+        fatal: list[str] = []
+
         def check() -> tuple[bool, str]:
+            if cancelled is not None and cancelled.is_set():
+                fatal.append(f"start-up of {node.name}/{component} was cancelled")
+                return True, fatal[-1]
             if node.state(component) is ComponentState.EXITED:
-                raise ClusterError(
+                fatal.append(
                     f"{node.name}/{component} exited during start-up; see {self.log_path(node.name, component)}"
                 )
+                return True, fatal[-1]
             return self.component_ready(node, component)
 
         try:
-            return wait_until(f"{node.name}/{component} ready", check, timeout, interval=0.1)
-        except ClusterError as exc:
+            took = wait_until(f"{node.name}/{component} ready", check, timeout, interval=0.1)
+        except TimeoutExpired as exc:
             raise ClusterError(f"{exc}\n{self._log_tail(node.name, component)}") from None
+        if fatal:
+            raise ClusterError(f"{fatal[0]}\n{self._log_tail(node.name, component)}")
+        return took
 
     def _log_tail(self, node: str, component: Component, lines: int = 12) -> str:
         path = self.log_path(node, component)
@@ -549,18 +562,25 @@ class LocalCluster:
         for n in nodes:
             self.supervisor.start(self.process_spec(n.name, component))
         errors: list[BaseException] = []
+        # Set when this step ends for any reason (failure, Ctrl-C): waiters stop polling instead of
+        # probing a cluster that is being torn down until their deadline.
+        cancelled = threading.Event()
 
         def wait(n: LocalNode) -> None:
             try:
-                self.wait_component_ready(n, component, max(1.0, deadline - time.monotonic()))
+                self.wait_component_ready(n, component, max(1.0, deadline - time.monotonic()), cancelled)
             except BaseException as exc:  # collected and re-raised below
                 errors.append(exc)
+                cancelled.set()  # one member failing fails the step; the others need not wait it out
 
         threads = [threading.Thread(target=wait, args=(n,), daemon=True) for n in nodes]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(max(1.0, deadline - time.monotonic()) + 5)
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(max(1.0, deadline - time.monotonic()) + 5)
+        finally:
+            cancelled.set()
         if errors:
             raise errors[0]
 

@@ -93,6 +93,30 @@ def record_alive(rec: ProcessRecord) -> bool:
     return ticks is not None and ticks == rec.start_ticks and proc_state_letter(rec.pid) not in ("Z", "X")
 
 
+def _threads_gone(pid: int) -> bool:
+    """True once a dead process holds nothing any more.
+
+    A killed multi-threaded process (every Go binary) shows its leader as a zombie while the
+    other threads are still exiting; its listening sockets close only when the last one is
+    gone, up to a few hundred ms later. Until then a new cluster cannot bind the same ports.
+    """
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) <= 1
+    except OSError:
+        return True
+
+
+def pid_gone(pid: int) -> bool:
+    """The pid no longer runs anything: absent, or a zombie whose threads have all exited."""
+    return proc_state_letter(pid) in (None, "Z", "X") and _threads_gone(pid)
+
+
+def record_gone(rec: ProcessRecord) -> bool:
+    """The recorded process has fully exited (a reused pid counts as gone: it is not ours)."""
+    ticks = proc_start_ticks(rec.pid)
+    return ticks is None or ticks != rec.start_ticks or pid_gone(rec.pid)
+
+
 def _die_with_parent() -> None:
     # Children of a harness-owned cluster die with the harness even on SIGKILL of it, so a crashed
     # pytest cannot leave etcd and apiservers running. Detached clusters (`kubequake up`) skip this.
@@ -278,7 +302,7 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._reap(rec.key)
-            if not record_alive(rec):
+            if record_gone(rec):
                 return True
             time.sleep(0.02)
         return False
@@ -371,6 +395,6 @@ def sweep(run_dir: Path, timeout: float = 5.0) -> list[int]:
             os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + timeout
     while victims and time.monotonic() < deadline:
-        victims = [p for p in victims if proc_state_letter(p) not in (None, "Z", "X")]
+        victims = [p for p in victims if not pid_gone(p)]
         time.sleep(0.05)
     return victims
