@@ -66,7 +66,11 @@ class ScenarioRun:
         finally:
             p.ended = time.time()
 
-    def inject(self, fault: Any) -> FaultRecord:
+    def inject(self, fault: Any, baseline: Any = None) -> FaultRecord:
+        """Apply a fault; with `baseline` (an AvailabilitySampler) first prove the probes work."""
+        if baseline is not None:
+            for series in baseline.series.values():
+                series.check_baseline(time.time())
         with report.step(f"inject: {fault.describe()}"):
             return self.injector.inject(fault)
 

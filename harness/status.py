@@ -108,11 +108,12 @@ def etcd_status(cluster: LocalCluster) -> EtcdStatus:
     return EtcdStatus(members=members, quorum=quorum, leader=leader, size=size)
 
 
-def lease_leaders(cluster: LocalCluster) -> dict[str, str | None]:
+def lease_leaders(cluster: LocalCluster, skip: frozenset[str] = frozenset()) -> dict[str, str | None]:
+    """Node of each lease's leader; `skip` leaves out nodes known to be dark (their probes would only time out)."""
     tls = cluster.admin_tls()
     out: dict[str, str | None] = {}
     for lease, port in zip(LEASED_COMPONENTS, (KCM_PORT, SCHEDULER_PORT), strict=True):
-        urls = {n.name: f"https://{n.address}:{port}/metrics" for n in cluster.control_planes()}
+        urls = {n.name: f"https://{n.address}:{port}/metrics" for n in cluster.control_planes() if n.name not in skip}
         leaders = leading_instances(urls, tls, lease)
         out[lease] = leaders[0] if len(leaders) == 1 else (",".join(leaders) if leaders else None)
     return out

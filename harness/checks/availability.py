@@ -17,6 +17,7 @@ from types import TracebackType
 
 import requests
 
+from harness.errors import HarnessError
 from harness.providers.base import TLSClient
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,16 @@ class TargetSeries:
     def first_success_after(self, t: float) -> float | None:
         return next((s.t for s in self.samples if s.t >= t and s.ok), None)
 
+    def check_baseline(self, before: float) -> None:
+        """A series whose samples already failed before the fault measures the harness, not the cluster."""
+        base = [s for s in self.samples if s.t < before]
+        if not base or not all(s.ok for s in base):
+            errors = sorted({s.error for s in base if not s.ok})
+            raise HarnessError(
+                f"availability samples of {self.name} ({self.url}) were not all successful before the fault "
+                f"({sum(s.ok for s in base)}/{len(base)} ok, errors {errors}); the measurement would be meaningless"
+            )
+
     def resolution_s(self) -> float:
         """Median spacing of samples: the precision of every interval measured from them."""
         gaps = sorted(b.t - a.t for a, b in zip(self.samples, self.samples[1:], strict=False))
@@ -140,6 +151,9 @@ class AvailabilitySampler:
     def _run(self, series: TargetSeries) -> None:
         deadline = time.monotonic() + self.max_duration_s
         session = requests.Session()
+        # REQUESTS_CA_BUNDLE and proxy variables from the environment would silently override the
+        # cluster CA (every sample an SSLError) or route loopback traffic through a proxy.
+        session.trust_env = False
         session.verify = str(self.tls.ca)
         session.cert = (str(self.tls.cert), str(self.tls.key))
         url = series.url + SAMPLE_PATH

@@ -38,8 +38,10 @@ class Budgets:
             # Clients see errors through the LB at most until the checks mark the backend down.
             api_unavailability_via_lb_s=mark_down + MARGIN_S,
             lb_mark_down_s=mark_down + MARGIN_S,
-            # A standby acquires the lease once it expires: lease duration plus one retry period.
-            lease_handover_s=le.lease_duration_s + le.retry_period_s + 2 * MARGIN_S,
+            # A standby takes the lease once it has seen it unrenewed for a lease duration. It only
+            # looks every retry period (jittered up to 1.2x), and its clock of "last renewed" starts
+            # when it first saw the last renewal, up to one retry period late.
+            lease_handover_s=le.lease_duration_s + 2.2 * le.retry_period_s + 2 * MARGIN_S,
             rollout_completion_s=90.0,
             steady_state_s=90.0,
         )

@@ -27,6 +27,8 @@ class LeaseInfo:
     transitions: int
     renew_time: float | None
     lease_duration_s: int
+    # Set by the new holder when it takes the lease: the exact moment of a handover.
+    acquire_time: float | None = None
 
 
 def leading_instances(metrics_urls: dict[str, str], tls: TLSClient, lease: str, timeout: float = 2.0) -> list[str]:
@@ -64,4 +66,5 @@ def read_lease(api: client.ApiClient, name: str) -> LeaseInfo | None:
         transitions=spec.lease_transitions or 0,
         renew_time=renew,
         lease_duration_s=spec.lease_duration_seconds or 0,
+        acquire_time=spec.acquire_time.timestamp() if spec.acquire_time else None,
     )

@@ -32,6 +32,7 @@ from harness.faults.netfilter import Netfilter
 from harness.providers.base import CONTROL_PLANE_COMPONENTS, Component, Role, TLSClient
 from harness.providers.cgroups import node_cgroup, remove_cluster_cgroups
 from harness.providers.haproxy import Backend, render_haproxy_config
+from harness.providers.watchdog import Watchdog, hold, release
 from harness.providers.process import ComponentState, ProcessSpec, Supervisor, sweep
 from harness.transport.base import CommandResult
 from harness.transport.local import LocalTransport
@@ -130,15 +131,19 @@ class LocalNode:
 
     def start(self, component: Component, timeout: float = 60.0) -> None:
         sup = self.cluster.supervisor
+        release(self.cluster.run_dir, self.name, component)
         if sup.state(self.name, component) in (ComponentState.RUNNING, ComponentState.FROZEN):
             return
         sup.start(self.cluster.process_spec(self.name, component))
         self.cluster.wait_component_ready(self, component, timeout)
 
     def stop(self, component: Component, timeout: float = 10.0) -> None:
+        # Held first: the node's watchdog (its kubelet) must not bring it straight back.
+        hold(self.cluster.run_dir, self.name, component)
         self.cluster.supervisor.stop(self.name, component, timeout)
 
     def kill(self, component: Component) -> None:
+        hold(self.cluster.run_dir, self.name, component)
         self.cluster.supervisor.kill(self.name, component)
 
     def freeze(self, component: Component) -> None:
@@ -150,6 +155,8 @@ class LocalNode:
 
     def power_off(self) -> None:
         """All of the node's processes die at once, as on a pulled plug; data stays on disk."""
+        for component in self.spec.components:
+            hold(self.cluster.run_dir, self.name, component)
         for component in self.spec.components:
             self.cluster.supervisor.signal(self.name, component, signal.SIGKILL)
         for component in self.spec.components:
@@ -177,6 +184,7 @@ class LocalCluster:
         self._nodes = {s.name: LocalNode(self, s) for s in topology(cfg)}
         self._pki: pkimod.ClusterPKI | None = None
         self._signals_installed = False
+        self.watchdog: Watchdog | None = None
 
     # -- files -------------------------------------------------------------------------------
     @property
@@ -503,6 +511,7 @@ class LocalCluster:
             if self._recorded_config() == self.cfg.to_dict() and self.healthy_quick():
                 log.info("cluster %s already running with the same settings; reusing it", self.cfg.name)
                 self.install_signal_handlers()
+                self.start_watchdog()
                 return
             raise ClusterRunningError(
                 f"cluster {self.cfg.name!r} is already running from {self.run_dir} with other settings or unhealthy; "
@@ -539,6 +548,13 @@ class LocalCluster:
             )
         )
         log.info("cluster %s ready in %.1fs", self.cfg.name, time.monotonic() - started)
+        self.start_watchdog()
+
+    def start_watchdog(self) -> None:
+        """Restart components that exit by themselves, as kubelet does, while this process owns the cluster."""
+        if self.watchdog is None:
+            self.watchdog = Watchdog(self)
+        self.watchdog.start()
 
     def _check_ports(self) -> None:
         e = self.cfg.etcd
@@ -615,6 +631,8 @@ class LocalCluster:
 
     def destroy(self) -> None:
         """Stop every process of this cluster and remove its run directory; safe to call twice."""
+        if self.watchdog is not None:
+            self.watchdog.stop()
         # The run directory is deleted right after, so nothing is gained by a slow graceful
         # shutdown layer by layer: every process gets SIGTERM at once and SIGKILL after 0.5 s.
         # etcd alone takes over 5 s to finish a graceful stop while apiservers hold watches on it.

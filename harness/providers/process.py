@@ -193,6 +193,7 @@ class Supervisor:
     """Owns the processes of one cluster, persisted in a JSON state file."""
 
     def __init__(self, state_file: Path, *, die_with_parent: bool) -> None:
+        self._save_lock = threading.Lock()
         self.state_file = state_file
         self.die_with_parent = die_with_parent
         self._popen: dict[str, subprocess.Popen[bytes]] = {}
@@ -217,13 +218,15 @@ class Supervisor:
             self._records[rec.key] = rec
 
     def _save(self) -> None:
-        if not self._records and not self.state_file.parent.is_dir():
-            # Nothing to remember and the run directory is already gone (destroy called twice).
-            return
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"processes": [asdict(r) for r in self._records.values()]}, indent=2))
-        os.replace(tmp, self.state_file)
+        # The node watchdog restarts components from its own thread: one writer at a time.
+        with self._save_lock:
+            if not self._records and not self.state_file.parent.is_dir():
+                # Nothing to remember and the run directory is already gone (destroy called twice).
+                return
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_file.with_suffix(f".{threading.get_ident()}.tmp")
+            tmp.write_text(json.dumps({"processes": [asdict(r) for r in list(self._records.values())]}, indent=2))
+            os.replace(tmp, self.state_file)
 
     # -- queries -----------------------------------------------------------------------------
     def records(self) -> list[ProcessRecord]:

@@ -1,0 +1,44 @@
+"""The load balancer: kill HAProxy; the API through it is down, direct endpoints are not; it recovers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from harness.checks.availability import AvailabilitySampler
+from harness.checks.budgets import check, within
+from harness.faults.catalog import kill_load_balancer
+from harness.providers.local import LocalCluster
+from harness.scenario import ScenarioRun
+
+pytestmark = [pytest.mark.disruptive, pytest.mark.lb]
+
+
+def test_kill_haproxy_and_recover(scenario: ScenarioRun, cluster: LocalCluster) -> None:
+    run = scenario
+    run.steady_state_before()
+    targets = {"lb": cluster.lb_url(), **{n.name: cluster.apiserver_url(n.name) for n in cluster.control_planes()}}
+    with AvailabilitySampler(targets, cluster.admin_tls()) as api:
+        time.sleep(1.0)
+        with run.phase("inject"):
+            rec = run.inject(kill_load_balancer(cluster), baseline=api)
+        with run.phase("observe"):
+            time.sleep(4.0)
+        with run.phase("heal") as heal:
+            run.heal(rec)
+        time.sleep(2.0)
+    assert rec.applied_at is not None and rec.healed_at is not None
+    lb = api.series["lb"]
+    window = (rec.applied_at + 0.5, heal.started)
+    down = lb.count(*window) > 0 and lb.failures(*window) == lb.count(*window)
+    run.verdict(check("API via LB down while HAProxy is dead", down,
+                      f"{lb.failures(*window)}/{lb.count(*window)} requests through the LB failed"))
+    direct_failures = {n: api.series[n].failures(rec.applied_at, rec.healed_at) for n in targets if n != "lb"}
+    run.verdict(check("apiservers unaffected", not any(direct_failures.values()),
+                      f"direct requests failing per apiserver while only the LB was down: {direct_failures}"))
+    back = lb.first_success_after(heal.started)
+    run.verdict(within("LB recovery", None if back is None else back - heal.started, run.budgets.lb_mark_down_s,
+                       what="first successful request through the LB after restarting HAProxy"))
+    run.steady_state_after()
+    run.finish()
