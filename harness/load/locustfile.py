@@ -19,7 +19,6 @@ to its own file there (the harness builds its timeline and ledger from those fil
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -30,6 +29,7 @@ from typing import Any
 
 import gevent
 from locust import events
+from locust.argument_parser import LocustArgumentParser
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -54,37 +54,34 @@ _SOURCE = process_tag()
 MAX_REQUESTS_POLL_S = 0.2
 
 
-def add_options(parser: argparse.ArgumentParser, **_: Any) -> None:
-    g = parser.add_argument_group("kubequake", "Kubernetes API traffic (TLS verified with the cluster CA)")
-    g.add_argument("--kq-run-dir", default="", help="a local cluster's run directory (uses its pki/ca.crt, traffic.*)")
-    g.add_argument("--kq-ca", default="", help="CA bundle that signed the API's serving certificate")
-    g.add_argument("--kq-cert", default="", help="client certificate")
-    g.add_argument("--kq-key", default="", help="client key")
-    g.add_argument("--kq-namespace", default="kq-load", help="namespace for the traffic (created if missing)")
-    g.add_argument("--kq-records-dir", default="", help="append JSON-lines records of every request/write here")
-    g.add_argument("--kq-run-tag", default="manual", help="label value marking this run's objects")
-    g.add_argument(
+def add_options(parser: LocustArgumentParser, **_: Any) -> None:
+    # Added on the parser itself (not an argument group): only then does Locust's web UI show
+    # them. Options read when users start (namespace, rate, timeouts) can be changed in the UI;
+    # weights and paths are fixed at start-up, so the UI leaves them out.
+    p = parser.add_argument
+    fixed = {"include_in_web_ui": False}
+    p("--kq-run-dir", default="", help="a local cluster's run directory (uses its pki/ca.crt, traffic.*)", **fixed)
+    p("--kq-ca", default="", help="CA bundle that signed the API's serving certificate", **fixed)
+    p("--kq-cert", default="", help="client certificate", **fixed)
+    p("--kq-key", default="", help="client key", **fixed)
+    p("--kq-namespace", default="kq-load", help="namespace for the traffic (created if missing)")
+    p("--kq-records-dir", default="", help="append JSON-lines records of every request/write here", **fixed)
+    p("--kq-run-tag", default="manual", help="label value marking this run's objects", **fixed)
+    p(
         "--kq-rate-per-user",
         type=float,
         default=_DEFAULTS.rate_per_user or 0.0,
         help="requests per second per reader/writer; 0 = as fast as possible",
     )
-    g.add_argument("--kq-reader-weight", type=float, default=_DEFAULTS.reader_weight)
-    g.add_argument("--kq-writer-weight", type=float, default=_DEFAULTS.writer_weight)
-    g.add_argument("--kq-watchers", type=int, default=_DEFAULTS.watchers, help="watch users (fixed count)")
-    g.add_argument("--kq-objects-per-writer", type=int, default=_DEFAULTS.objects_per_writer)
-    g.add_argument("--kq-request-timeout", type=float, default=_DEFAULTS.request_timeout_s, help="seconds")
-    g.add_argument("--kq-connect-timeout", type=float, default=_DEFAULTS.connect_timeout_s, help="seconds")
-    g.add_argument(
-        "--kq-watch-timeout",
-        type=int,
-        default=_DEFAULTS.watch_timeout_s,
-        help="server-side timeoutSeconds of each watch",
-    )
-    g.add_argument(
-        "--kq-max-requests", type=int, default=_DEFAULTS.max_requests, help="quit after this many requests in total"
-    )
-    g.add_argument("--kq-skip-setup", action="store_true", help="do not create the namespace and seed objects")
+    p("--kq-reader-weight", type=float, default=_DEFAULTS.reader_weight, help="weight of readers", **fixed)
+    p("--kq-writer-weight", type=float, default=_DEFAULTS.writer_weight, help="weight of writers", **fixed)
+    p("--kq-watchers", type=int, default=_DEFAULTS.watchers, help="watch users (fixed count)", **fixed)
+    p("--kq-objects-per-writer", type=int, default=_DEFAULTS.objects_per_writer, help="live ConfigMaps per writer")
+    p("--kq-request-timeout", type=float, default=_DEFAULTS.request_timeout_s, help="seconds")
+    p("--kq-connect-timeout", type=float, default=_DEFAULTS.connect_timeout_s, help="seconds")
+    p("--kq-watch-timeout", type=int, default=_DEFAULTS.watch_timeout_s, help="server-side timeoutSeconds of a watch")
+    p("--kq-max-requests", type=int, default=_DEFAULTS.max_requests, help="quit after this many requests", **fixed)
+    p("--kq-skip-setup", action="store_true", help="do not create the namespace and seed objects", **fixed)
 
 
 def _role(environment: Environment) -> str:
@@ -115,6 +112,9 @@ def on_init(environment: Environment, **_: Any) -> None:
 
 
 def on_test_start(environment: Environment, **_: Any) -> None:
+    # The record file is never closed early: Locust fires `quitting` before it stops the users,
+    # so a close there would drop the records of writes still being sent. Every record goes
+    # straight to the kernel (unbuffered), so process exit loses nothing.
     opts = LoadOptions.from_namespace(environment.parsed_options)
     role = _role(environment)
     RECORDER.open(opts.records_dir, role)
@@ -197,10 +197,6 @@ def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
     )
 
 
-def on_quitting(environment: Environment, **_: Any) -> None:
-    RECORDER.close()
-
-
 # Registered explicitly rather than by decorator so the hooks stay plain typed functions
 # (Locust's EventHook is untyped).
 _LISTENERS: list[tuple[Any, Callable[..., None]]] = [
@@ -210,7 +206,6 @@ _LISTENERS: list[tuple[Any, Callable[..., None]]] = [
     (events.request, on_request),
     (events.report_to_master, on_report_to_master),
     (events.worker_report, on_worker_report),
-    (events.quitting, on_quitting),
 ]
 for _hook, _listener in _LISTENERS:
     _hook.add_listener(_listener)

@@ -89,14 +89,21 @@ def classify(exception: BaseException | None, status: int) -> FailureKind | None
             return FailureKind.TIMEOUT
         # geventhttpclient's HTTPConnectionClosed and http.client's RemoteDisconnected: the peer
         # closed the connection before answering, which a client sees exactly like a reset.
-        if name in ("HTTPConnectionClosed", "RemoteDisconnected") or "connection closed" in str(exc).lower():
+        text = str(exc)
+        if name in ("HTTPConnectionClosed", "RemoteDisconnected") or "connection closed" in text.lower():
+            return FailureKind.CONNECTION_RESET
+        # The peer closed mid-response (geventhttpclient: "Incomplete response."; http.client:
+        # IncompleteRead): the backend died with the request in flight.
+        if name in ("HTTPParseError", "IncompleteRead", "ChunkedEncodingError") and (
+            "ncomplete" in text or "closed" in text or name != "HTTPParseError"
+        ):
             return FailureKind.CONNECTION_RESET
         # A TCP load balancer accepts the connection, then closes it when its backend refuses:
         # the client sees EOF in the middle of the TLS handshake.
         if (
             name in ("SSLEOFError", "SSLZeroReturnError")
-            or "EOF occurred in violation" in str(exc)
-            or "UNEXPECTED_EOF" in str(exc)
+            or "EOF occurred in violation" in text
+            or "UNEXPECTED_EOF" in text
         ):
             return FailureKind.CONNECTION_RESET
     return FailureKind.OTHER

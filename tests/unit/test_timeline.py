@@ -161,6 +161,10 @@ class HTTPConnectionClosed(Exception):
     """Stands in for geventhttpclient's exception of the same name (matched by name)."""
 
 
+class HTTPParseError(Exception):
+    """Stands in for geventhttpclient's parse error, raised when a response is cut off."""
+
+
 class Timeout(BaseException):
     """Stands in for gevent.Timeout, which is not an OSError."""
 
@@ -181,6 +185,8 @@ class Timeout(BaseException):
         (Timeout("5 seconds"), 0, FailureKind.TIMEOUT),
         (OSError(errno.ETIMEDOUT, "timed out"), 0, FailureKind.TIMEOUT),
         (HTTPConnectionClosed("connection closed."), 0, FailureKind.CONNECTION_RESET),
+        (HTTPParseError("Incomplete response."), 0, FailureKind.CONNECTION_RESET),
+        (HTTPParseError("invalid header"), 0, FailureKind.OTHER),
         (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), 0, FailureKind.CONNECTION_RESET),
         (ssl.SSLCertVerificationError(1, "certificate verify failed"), 0, FailureKind.OTHER),
         (ValueError("something else"), 0, FailureKind.OTHER),
