@@ -359,10 +359,17 @@ class VagrantSSH:
     """
 
     def __init__(
-        self, cluster: VagrantCluster, name: str, *, connect_timeout: float = 10.0, connect_deadline: float = 120.0
+        self,
+        cluster: VagrantCluster,
+        name: str,
+        *,
+        connect_timeout: float = 10.0,
+        connect_deadline: float = 120.0,
+        sudo: bool = True,
     ) -> None:
         self.cluster = cluster
         self.name = name
+        self.sudo = sudo
         self.connect_timeout = connect_timeout
         self.connect_deadline = connect_deadline
         self._ssh: SSHTransport | None = None
@@ -374,7 +381,7 @@ class VagrantSSH:
                 target = self.cluster.ssh_target(self.name)
                 # The vagrant user has passwordless sudo on every box; faults need root.
                 self._ssh = SSHTransport(
-                    target, connect_timeout=self.connect_timeout, connect_deadline=self.connect_deadline, sudo=True
+                    target, connect_timeout=self.connect_timeout, connect_deadline=self.connect_deadline, sudo=self.sudo
                 )
             return self._ssh
 
@@ -411,6 +418,7 @@ class VagrantCluster:
         provider: str | None = None,
         ssh_connect_timeout: float = 10.0,
         ssh_connect_deadline: float = 120.0,
+        ssh_sudo: bool = True,
     ) -> None:
         self.topology = topology
         self.root = root
@@ -425,7 +433,7 @@ class VagrantCluster:
         self._nodes: dict[str, VagrantNode] = {}
         for n in topology.nodes:
             transport = VagrantSSH(
-                self, n.name, connect_timeout=ssh_connect_timeout, connect_deadline=ssh_connect_deadline
+                self, n.name, connect_timeout=ssh_connect_timeout, connect_deadline=ssh_connect_deadline, sudo=ssh_sudo
             )
             role = n.role.role
             self._nodes[n.name] = VagrantNode(n.name, role, n.ip, transport, controls_for(role), power=power)
