@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("binaries", help="build (once per machine) or verify the pinned binaries and print versions")
 
+    heal = sub.add_parser("heal", help="undo the faults a crashed or interrupted run left in force (from its journal)")
+    _add_cluster_args(heal)
+
     run = sub.add_parser(
         "run", help="run the scenario suites on a cluster with these settings; remaining arguments go to pytest"
     )
@@ -250,10 +253,28 @@ def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
     log.info("running scenarios on cluster %s", cfg.name)
     root = Path(__file__).resolve().parent.parent
     targets = rest or [str(root / "scenarios")]
-    return int(pytest.main([*plugin_args, *targets]))
+    # harness is imported before pytest starts, so pytest cannot rewrite its asserts; it need not.
+    quiet = ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    return int(pytest.main([*quiet, *plugin_args, *targets]))
+
+
+def cmd_heal(args: argparse.Namespace) -> int:
+    from harness.faults.heal import heal_from_journal
+
+    cluster = _attach(args)
+    if not cluster.run_dir.exists():
+        print(f"no cluster {cluster.cfg.name!r}: nothing to heal")
+        return EXIT_OK
+    outcomes = heal_from_journal(cluster)
+    if not outcomes:
+        print("the fault journal lists no fault in force")
+    for o in outcomes:
+        print(f"{'healed' if o.healed else 'FAILED'}: {o.description}" + (f" ({o.error})" if o.error else ""))
+    return EXIT_OK if all(o.healed for o in outcomes) else EXIT_FAIL
 
 
 COMMANDS = {
+    "heal": cmd_heal,
     "up": cmd_up,
     "down": cmd_down,
     "status": cmd_status,

@@ -18,6 +18,7 @@ from harness.kube import api_client
 from harness.providers.base import Component
 from harness.providers.local import LocalCluster
 from harness.scenario import ScenarioRun
+from harness.status import etcd_client
 
 pytestmark = [pytest.mark.disruptive, pytest.mark.etcd]
 
@@ -161,5 +162,48 @@ def test_lose_quorum_writes_fail_then_recover(scenario: ScenarioRun, cluster: Lo
     back = probe.first_success_after(heal_phase.started)
     run.verdict(within("quorum regained", None if back is None else back - heal_phase.started,
                        run.budgets.etcd_recovery_s, what="first acknowledged write after the members' restart began"))
+    verify_after(run, etcd, probe)
+    run.finish()
+
+
+@pytest.mark.parametrize(
+    "size", ["session", pytest.param("five", marks=pytest.mark.cluster_settings(control_planes=5, workers=1))]
+)
+def test_tolerates_losing_a_minority(scenario: ScenarioRun, size: str) -> None:
+    """A cluster of n members must keep accepting writes with floor(n/2) of them down.
+
+    That holds for odd n only: 4 members need 3 for quorum and so survive one loss, like 3 do. The
+    membership is read from etcd itself, so a misconfigured cluster is judged by what it is.
+    """
+    run = scenario
+    cluster = run.cluster
+    etcd = etcd_client(cluster)
+    run.steady_state_before()
+    members = etcd.members()
+    n = len(members)
+    quorum = n // 2 + 1
+    wanted = n // 2
+    run.measure("membership", {"members": members, "quorum": quorum})
+    run.verdict(check(f"{n} members tolerate losing {wanted}", n - wanted >= quorum,
+                      f"etcd reports {n} members ({', '.join(members)}); quorum is {quorum}, so it survives "
+                      f"{n - quorum} losses" + ("" if n % 2 else f": an even membership adds a member without adding "
+                                                                 f"tolerance (as {n - 1} members would)")))
+    leader = etcd.leader()
+    victims = [m for m in members if m != leader][: min(wanted, n - quorum)]
+    prefix = f"kubequake/probe/{uuid.uuid4().hex[:8]}"
+    with WriteProbe(etcd, endpoints(cluster, set(victims)), prefix) as probe:
+        time.sleep(1.0)
+        with run.phase("inject"):
+            recs = [run.inject(KillComponent(cluster, v, Component.ETCD)) for v in victims]
+        with run.phase("observe"):
+            time.sleep(OBSERVE_S)
+        with run.phase("heal"):
+            for r in reversed(recs):
+                run.heal(r)
+        time.sleep(1.0)
+    if recs:
+        start, end = recs[-1].applied_at or 0.0, recs[-1].healed_at or time.time()
+        run.verdict(within(f"writes continue with {len(victims)} of {n} down", probe.longest_gap_s(start, end),
+                           run.budgets.etcd_reelection_s, what="longest pause between acknowledged writes"))
     verify_after(run, etcd, probe)
     run.finish()

@@ -118,7 +118,11 @@ class AvailabilitySampler:
         interval_s: float = 0.05,
         timeout_s: float = 1.0,
         max_duration_s: float = 600.0,
+        fresh_connections: frozenset[str] = frozenset({"lb"}),
     ) -> None:
+        # Through a TCP-mode LB a kept-alive connection is pinned to one backend and would never
+        # meet a dead one; new clients arrive on new connections, spread over every backend.
+        self.fresh_connections = fresh_connections
         self.series = {name: TargetSeries(name, url) for name, url in targets.items()}
         self.tls = tls
         self.interval_s = interval_s
@@ -163,6 +167,8 @@ class AvailabilitySampler:
                 t0 = time.time()
                 m0 = time.monotonic()
                 try:
+                    if series.name in self.fresh_connections:
+                        session.close()
                     r = session.get(url, timeout=self.timeout_s)
                     ok = r.status_code == 200
                     err = "" if ok else f"HTTP {r.status_code}"
