@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -274,6 +275,20 @@ def test_load_stops_when_the_test_crashes(cluster: LocalCluster, tmp_path: Path)
     assert not any(pid_alive(p) for p in pids if p is not None)
     assert locust_processes() == []
     t.cleanup()
+
+
+def test_traffic_started_from_a_short_lived_thread_outlives_that_thread(cluster: LocalCluster, tmp_path: Path) -> None:
+    # PR_SET_PDEATHSIG follows the forking thread: started from a pool thread, Locust must not
+    # die when that thread ends.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        t = pool.submit(Traffic.start, cluster, TrafficSettings(users=2, watchers=0), records_dir=tmp_path).result(60)
+    try:
+        n = len(t.records().requests)
+        time.sleep(2)
+        assert t.run.alive() and len(t.records().requests) > n
+    finally:
+        t.stop()
+        t.cleanup()
 
 
 def test_no_orphan_locust_when_the_harness_is_killed(
