@@ -264,7 +264,14 @@ class VagrantCLI:
 
     def _pump(self, stream: object, sink: list[str], parse: bool) -> None:
         assert hasattr(stream, "readline")
-        logfile = self.log_file.open("a") if self.log_file is not None else None
+        logfile = None
+        if self.log_file is not None:
+            # The log is a convenience: output is still collected and parsed without it.
+            try:
+                self.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                logfile = self.log_file.open("a")
+            except OSError as exc:
+                log.warning("cannot write %s (%s); vagrant output is not logged there", self.log_file, exc)
         try:
             for line in iter(stream.readline, ""):
                 sink.append(line)

@@ -532,3 +532,9 @@ def test_guard_is_asked_before_every_disruptive_action_but_never_before_healing(
     n.start(Component.KUBELET, timeout=5)
     n.thaw(Component.KUBELET)
     n.heal_partition()
+
+
+def test_cli_logs_output_to_a_file_whose_directory_it_creates(fake_cli: VagrantCLI, tmp_path: Path) -> None:
+    fake_cli.log_file = tmp_path / "not" / "yet" / "vagrant.log"
+    assert [s.name for s in fake_cli.status()] == ["cp1"]
+    assert "1,cp1,state,running" in fake_cli.log_file.read_text()
