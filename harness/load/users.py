@@ -177,7 +177,7 @@ class ApiUser(User):
             user=self,
             insecure=False,
             ssl_context_factory=tls_context_factory(self.opts.ca, self.opts.cert, self.opts.key),
-            network_timeout=self.opts.request_timeout_s,
+            network_timeout=self.read_timeout_s(),
             connection_timeout=self.opts.connect_timeout_s,
             # Retries would hide exactly the failures a chaos run measures.
             max_retries=0,
@@ -190,6 +190,10 @@ class ApiUser(User):
 
     def wait_time(self) -> float:
         return float(self._pacer(self))
+
+    def read_timeout_s(self) -> float:
+        """Longest silence on a connection before the request counts as timed out."""
+        return self.opts.request_timeout_s
 
 
 class ReaderUser(ApiUser):
@@ -363,6 +367,11 @@ class WatchUser(ApiUser):
     def wait_time(self) -> float:
         # The task blocks for a whole watch; only a failed start pauses, with its own backoff.
         return 0.0
+
+    def read_timeout_s(self) -> float:
+        # A quiet namespace sends no events for a whole watch (bookmarks come about once a
+        # minute), so silence up to the watch's own timeoutSeconds is normal, not a failure.
+        return self.opts.watch_timeout_s + self.opts.request_timeout_s
 
     def _sync(self) -> bool:
         resp = self.client.get(f"{self.ns_path}/configmaps?limit=1", name="LIST configmaps (watch sync)")

@@ -133,6 +133,24 @@ def test_steady_state_traffic_has_no_failures_and_a_clean_ledger(
     assert report.passed, report.message
 
 
+def test_watches_restart_at_their_timeout_with_short_gaps_in_a_quiet_namespace(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    # No writers: the watch sees no events for its whole timeoutSeconds, which is longer than the
+    # request timeout. That silence is normal for a watch and must not count as a failure.
+    quiet = TrafficSettings(
+        users=1, watchers=1, reader_weight=0, writer_weight=0, watch_timeout_s=2, request_timeout_s=1
+    )
+    with Traffic.start(cluster, quiet, records_dir=tmp_path) as t:
+        time.sleep(7)
+    w = t.watches()
+    assert w.watchers == 1 and w.restarts >= 2 and w.broken == 0, w
+    assert all(g.previous_end_reason == "expired" for g in w.gaps), w.gaps
+    assert w.longest_gap_s < 1.0, w.gaps
+    assert t.timeline().failures == 0, [r.error for r in t.records().requests if not r.ok]
+    t.cleanup()
+
+
 # -- a fault: one apiserver killed and restarted -----------------------------------------------------
 def test_traffic_while_one_apiserver_is_killed(cluster: LocalCluster, kube: client.ApiClient, tmp_path: Path) -> None:
     cp1 = cluster.node("cp1")
