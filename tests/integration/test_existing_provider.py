@@ -1,0 +1,158 @@
+"""The existing provider attached to a real API (the local cluster) with SSH to a loopback OpenSSH server.
+
+The local cluster has no Node objects for its control planes (they run no kubelet), so the test
+registers one, labelled the way kubeadm labels control planes, whose InternalIP is the loopback
+address the sshd listens on. The inventory then describes a one-control-plane cluster that the
+real API and the real SSH host either confirm or contradict.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from harness.errors import ClusterError, FaultError
+from harness.kube import api_client
+from harness.providers.base import Component
+from harness.providers.existing import CONTROL_PLANE_LABEL, ExistingCluster, Inventory, parse_inventory
+from harness.providers.local import LocalCluster
+from tests.integration.sshd_server import SSHServer, sshd, sshd_prepared
+
+__all__ = ["sshd", "sshd_prepared"]  # fixtures, imported for pytest
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture
+def control_plane_node(cluster: LocalCluster) -> Iterator[str]:
+    name = f"kq-existing-{uuid.uuid4().hex[:6]}"
+    with api_client(cluster.lb_url(), cluster.admin_tls()) as api:
+        core = client.CoreV1Api(api)
+        # Nodes accept their status on create (that is how the kubelet registers).
+        core.create_node(
+            client.V1Node(
+                metadata=client.V1ObjectMeta(name=name, labels={CONTROL_PLANE_LABEL: ""}),
+                status=client.V1NodeStatus(addresses=[client.V1NodeAddress(type="InternalIP", address="127.0.0.1")]),
+            )
+        )
+        try:
+            yield name
+        finally:
+            core.delete_node(name)
+
+
+def kube_system_uid(cluster: LocalCluster) -> str:
+    with api_client(cluster.lb_url(), cluster.admin_tls()) as api:
+        return str(client.CoreV1Api(api).read_namespace("kube-system").metadata.uid)
+
+
+def inventory(cluster: LocalCluster, sshd: SSHServer, node: str, tmp_path: Path, **top: object) -> Inventory:
+    data: dict[str, object] = {
+        "cluster": "local-as-existing",
+        "kubeconfig": str(cluster.kubeconfig()),
+        "ssh": {
+            "user": sshd.user,
+            "key": str(sshd.client_key),
+            "port": sshd.port,
+            "sudo": False,
+            "host_key_checking": False,
+            "connect_deadline_s": 10,
+        },
+        "nodes": [{"name": node, "role": "control-plane", "host": "127.0.0.1"}],
+    }
+    data.update(top)
+    return parse_inventory(data, str(tmp_path / "inventory.toml"), tmp_path)
+
+
+def test_attaches_when_api_and_ssh_host_confirm_the_inventory(
+    cluster: LocalCluster, sshd: SSHServer, control_plane_node: str, tmp_path: Path
+) -> None:
+    inv = inventory(cluster, sshd, control_plane_node, tmp_path, kube_system_uid=kube_system_uid(cluster))
+    existing = ExistingCluster(inv, allow_disruptive=True)
+    try:
+        existing.create()
+        assert existing.verify() == []
+        node = existing.node(control_plane_node)
+        assert node.run(["echo", "reachable"], timeout=10).stdout == "reachable\n"
+        # The guards let the fault through; this host runs no crictl, which the node then reports.
+        with pytest.raises(ClusterError, match=rf"{control_plane_node}: crictl cannot list etcd containers"):
+            node.freeze(Component.ETCD)
+    finally:
+        existing.destroy()
+
+
+def test_refuses_a_kubeconfig_of_another_cluster(
+    cluster: LocalCluster, sshd: SSHServer, control_plane_node: str, tmp_path: Path
+) -> None:
+    inv = inventory(cluster, sshd, control_plane_node, tmp_path, kube_system_uid="00000000-not-this-cluster")
+    existing = ExistingCluster(inv, allow_disruptive=True)
+    try:
+        with pytest.raises(ClusterError, match=r"kube-system namespace has UID .* the kubeconfig points at another"):
+            existing.create()
+        with pytest.raises(FaultError, match=r"wrong-cluster protection"):
+            existing.node(control_plane_node).kill(Component.APISERVER)
+    finally:
+        existing.destroy()
+
+
+def test_refuses_an_inventory_whose_addresses_disagree(
+    cluster: LocalCluster, sshd: SSHServer, control_plane_node: str, tmp_path: Path
+) -> None:
+    inv = inventory(cluster, sshd, control_plane_node, tmp_path)
+    wrong = parse_inventory(
+        {
+            "cluster": "local-as-existing",
+            "kubeconfig": str(cluster.kubeconfig()),
+            "ssh": {
+                "user": sshd.user,
+                "key": str(sshd.client_key),
+                "port": sshd.port,
+                "sudo": False,
+                "host_key_checking": False,
+            },
+            "nodes": [
+                {"name": control_plane_node, "role": "control-plane", "host": "127.0.0.1", "address": "127.0.0.2"}
+            ],
+        },
+        inv.source,
+        tmp_path,
+    )
+    existing = ExistingCluster(wrong, allow_disruptive=True)
+    try:
+        problems = existing.verify()
+        assert problems == [
+            f"node {control_plane_node}: the inventory says address 127.0.0.2, the API reports 127.0.0.1",
+            f"node {control_plane_node}: SSH host {sshd.user}@127.0.0.1:{sshd.port} does not carry 127.0.0.2 "
+            f"(it has {problems[1].split('(it has ')[1].split(')')[0]}); the inventory's host is another machine",
+        ]
+        with pytest.raises(FaultError, match=r"refused to partition from 192.0.2.1 on"):
+            existing.node(control_plane_node).partition(["192.0.2.1"])
+    finally:
+        existing.destroy()
+
+
+def test_an_unreachable_api_is_a_clear_error(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    # A loopback port nothing listens on: refused at once, never a wait.
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    inv = parse_inventory(
+        {
+            "cluster": "nowhere",
+            "kubeconfig": str(kubeconfig),
+            "nodes": [{"name": "cp1", "role": "control-plane", "host": "127.0.0.1"}],
+        },
+        "inventory.toml",
+        tmp_path,
+    )
+    with pytest.raises(
+        ClusterError, match=rf"cannot list nodes through {kubeconfig} within 10s: .*check the kubeconfig"
+    ):
+        ExistingCluster(inv, check_ssh_addresses=False).create()
