@@ -21,10 +21,10 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.errors import ClusterError, ConfigError, FaultError, HarnessError, TransportError
-from harness.providers.base import Component, Role
+from harness.providers.base import Component, Node, Provider, Role
 from harness.providers.remote import RemoteNode, RunsAs, controls_for
 from harness.transport.local import LocalTransport
 from harness.transport.ssh import SSHTarget, SSHTransport
@@ -490,3 +490,12 @@ class ExistingCluster:
         """Disconnect. An existing cluster is never torn down by kubequake."""
         for node in self._nodes.values():
             node.transport.close()
+
+
+if TYPE_CHECKING:
+    # mypy proves the provider and its nodes keep to the contracts in harness.providers.base.
+    def _is_provider(c: ExistingCluster) -> Provider:
+        return c
+
+    def _is_node(n: ExistingNode) -> Node:
+        return n

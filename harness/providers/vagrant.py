@@ -18,12 +18,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import paramiko
 import vagrant as python_vagrant
 
 from harness.config import default_run_root
 from harness.errors import ClusterError, TransportError
+from harness.providers.base import Node, Provider
 from harness.providers.remote import RemoteNode, controls_for
 from harness.topology import Topology
 from harness.transport.base import CommandResult
@@ -462,6 +464,11 @@ class VagrantCluster:
     def ssh_target(self, name: str) -> SSHTarget:
         with self._ssh_lock:
             if name not in self._ssh_configs:
+                # One vagrant call for every machine (each call costs seconds of Ruby start-up);
+                # it fails if any machine is down, and then only this one is asked for.
+                with contextlib.suppress(VagrantError):
+                    self._ssh_configs.update(self.cli.ssh_config())
+            if name not in self._ssh_configs:
                 self._ssh_configs.update(self.cli.ssh_config([name]))
             try:
                 return self._ssh_configs[name].target()
@@ -523,3 +530,12 @@ class VagrantCluster:
         self.cli.destroy()
         with contextlib.suppress(FileNotFoundError):
             self.kubeconfig_path().unlink()
+
+
+if TYPE_CHECKING:
+    # mypy proves the provider and its nodes keep to the contracts in harness.providers.base.
+    def _is_provider(c: VagrantCluster) -> Provider:
+        return c
+
+    def _is_node(n: VagrantNode) -> Node:
+        return n
