@@ -266,7 +266,11 @@ def test_cli_timeout_interrupts_vagrant_and_everything_it_started(
     assert time.monotonic() - started < 15
     # The fake forked a child; the whole process group must be gone.
     time.sleep(0.2)
-    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p).endswith("fake_vagrant.py")]
+    leftovers = [
+        p
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _cmdline(p).endswith(str(fake_cli.root / "fake_vagrant.py"))
+    ]
     assert leftovers == []
 
 
