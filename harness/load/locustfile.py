@@ -41,7 +41,7 @@ except ImportError:  # pragma: no cover - a checkout used without `pip install -
 
 from harness.load.api import ApiHttp
 from harness.load.errors import LoadError
-from harness.load.records import RequestRecord, WorkerReport, classify, process_tag
+from harness.load.records import RequestRecord, WorkerReport, classify, describe, process_tag
 from harness.load.settings import TrafficSettings
 from harness.load.users import RECORDER, LoadOptions, ReaderUser, WatchUser, WriterUser
 from harness.providers.base import TLSClient
@@ -181,7 +181,7 @@ def on_request(
             float(response_time),
             counts_latency,
             _SOURCE,
-            "" if ok else f"{type(exception).__name__}: {exception}",
+            "" if ok or exception is None else describe(exception),
         )
     )
 

@@ -56,7 +56,15 @@ def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
     while cur is not None and id(cur) not in seen and len(seen) < 16:
         seen.add(id(cur))
         yield cur
-        cur = cur.__cause__ or cur.__context__
+        # Client libraries wrap the real error: geventhttpclient's RetriesExceeded keeps it in
+        # `original`, urllib3's MaxRetryError in `reason`.
+        wrapped = getattr(cur, "original", None) or getattr(cur, "reason", None)
+        cur = wrapped if isinstance(wrapped, BaseException) else (cur.__cause__ or cur.__context__)
+
+
+def describe(exception: BaseException) -> str:
+    """The exception and what it wraps, innermost last: `RetriesExceeded: ... <- TimeoutError: timed out`."""
+    return " <- ".join(f"{type(e).__name__}: {e}" for e in _exception_chain(exception))[:400]
 
 
 def classify(exception: BaseException | None, status: int) -> FailureKind | None:

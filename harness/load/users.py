@@ -45,6 +45,7 @@ from harness.load.records import (
     WritePhase,
     WriteRecord,
     classify,
+    describe,
     process_tag,
 )
 from harness.load.settings import TrafficSettings
@@ -332,7 +333,8 @@ class WriterUser(ApiUser):
             else:
                 self.live[name] = new_rv
             return
-        error = repr(getattr(resp, "error", None) or "")[:200]
+        err = getattr(resp, "error", None)
+        error = describe(err) if isinstance(err, BaseException) else f"HTTP {status}"
         phase = WritePhase.REJECTED if 400 <= status < 500 else WritePhase.MAYBE
         self._record(phase, op, name, content, rv, status, error)
         if phase is WritePhase.REJECTED and status in (404, 409):
@@ -454,7 +456,7 @@ class WatchUser(ApiUser):
             return "client deadline", events, None
         except Exception as exc:  # every way a stream can break is a result here
             kind = classify(exc, 0)
-            return f"broken: {kind}: {type(exc).__name__}: {exc}", events, exc
+            return f"broken: {kind}: {describe(exc)}", events, exc
         finally:
             # An unfinished stream must not go back to the connection pool.
             raw.release()

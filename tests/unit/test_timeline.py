@@ -196,6 +196,19 @@ def test_classify(exc: BaseException | None, status: int, kind: FailureKind | No
     assert classify(exc, status) is kind
 
 
+class RetriesExceeded(Exception):
+    """Like geventhttpclient's: the real error is in `original`, not in the cause chain."""
+
+    def __init__(self, url: str, original: BaseException) -> None:
+        super().__init__(url)
+        self.original = original
+
+
+def test_classify_unwraps_client_library_wrappers() -> None:
+    assert classify(RetriesExceeded("https://lb", TimeoutError("timed out")), 0) is FailureKind.TIMEOUT
+    assert classify(RetriesExceeded("https://lb", ConnectionResetError()), 0) is FailureKind.CONNECTION_RESET
+
+
 def test_classify_follows_the_cause_chain() -> None:
     try:
         try:
