@@ -372,17 +372,8 @@ def _ancestors(pid: int) -> set[int]:
     return seen
 
 
-def sweep(run_dir: Path, timeout: float = 5.0) -> list[int]:
-    """Kill any process whose command line names this run directory.
-
-    The state file is the first line of defence; this catches what a run crashed before recording
-    (a process started between Popen and the state write).
-    """
-    marker = str(run_dir)
-    victims: list[int] = []
-    # A shell or pytest that started this process may name the run directory in its own
-    # arguments; killing our own ancestors would end the run that is cleaning up.
-    spared = _ancestors(os.getpid())
+def _processes_naming(marker: str, spared: set[int]) -> list[int]:
+    found: list[int] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) in spared:
             continue
@@ -391,11 +382,31 @@ def sweep(run_dir: Path, timeout: float = 5.0) -> list[int]:
         except OSError:
             continue
         if marker + "/" in cmdline or cmdline.rstrip().endswith(marker):
-            victims.append(int(entry.name))
-    for pid in victims:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
-            os.kill(pid, signal.SIGKILL)
+            found.append(int(entry.name))
+    return found
+
+
+def sweep(run_dir: Path, timeout: float = 5.0, passes: int = 2) -> list[int]:
+    """Kill any process whose command line names this run directory.
+
+    The state file is the first line of defence; this catches what a run crashed before recording
+    (a process started between Popen and the state write). A process in the middle of exec shows
+    an empty command line for a moment, so the scan is repeated once after a short pause.
+    """
+    marker = str(run_dir)
+    victims: list[int] = []
+    # A shell or pytest that started this process may name the run directory in its own
+    # arguments; killing our own ancestors would end the run that is cleaning up.
+    spared = _ancestors(os.getpid())
+    for n in range(passes):
+        if n:
+            time.sleep(0.05)
+        found = [p for p in _processes_naming(marker, spared) if p not in victims]
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGKILL)
+        victims += found
     deadline = time.monotonic() + timeout
     while victims and time.monotonic() < deadline:
         victims = [p for p in victims if not pid_gone(p)]

@@ -378,11 +378,20 @@ def test_sweep_kills_exactly_the_processes_that_name_the_directory(tmp_path: Pat
     other = subprocess.Popen(["tail", "-f", str(sibling / "f")])
     procs = [inside, exact, frozen, other]
     try:
+        for p in procs:
+            # Popen returns once exec has begun; the new command line shows a moment later.
+            eventually(f"{p.args} visible in /proc", lambda p=p: b"tail" in Path(f"/proc/{p.pid}/cmdline").read_bytes())
         os.kill(frozen.pid, signal.SIGSTOP)
         left = sweep(run, timeout=5.0)
         assert left == []
         for p in (inside, exact, frozen):
-            assert p.wait(5) == -signal.SIGKILL
+            try:
+                rc = p.wait(5)
+            except subprocess.TimeoutExpired:
+                status = Path(f"/proc/{p.pid}/status").read_text().splitlines()[:3]
+                cmdline = Path(f"/proc/{p.pid}/cmdline").read_bytes()
+                pytest.fail(f"{p.args} (pid {p.pid}) survived sweep: {status} cmdline={cmdline!r}")
+            assert rc == -signal.SIGKILL
         assert other.poll() is None, "a process naming a different directory was killed"
         assert pid_alive(os.getpid())
     finally:
