@@ -19,7 +19,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +32,8 @@ from harness.faults.netfilter import Netfilter
 from harness.providers.base import CONTROL_PLANE_COMPONENTS, Component, Role, TLSClient
 from harness.providers.cgroups import node_cgroup, remove_cluster_cgroups
 from harness.providers.haproxy import Backend, render_haproxy_config
-from harness.providers.watchdog import Watchdog, hold, release
 from harness.providers.process import ComponentState, ProcessSpec, Supervisor, sweep
+from harness.providers.watchdog import Watchdog, hold, release
 from harness.transport.base import CommandResult
 from harness.transport.local import LocalTransport
 
@@ -146,12 +146,28 @@ class LocalNode:
         hold(self.cluster.run_dir, self.name, component)
         self.cluster.supervisor.kill(self.name, component)
 
-    def freeze(self, component: Component) -> None:
+    def freeze(self, component: Component, timeout: float = 5.0) -> None:
+        """SIGSTOP, and return only once the kernel shows the process stopped.
+
+        A signal is delivered asynchronously (all threads of a Go process must stop), so without
+        the wait a fault's "applied at" could precede the moment the component really froze.
+        """
         if not self.cluster.supervisor.signal(self.name, component, signal.SIGSTOP):
             raise ClusterError(f"cannot freeze {self.name}/{component}: it is not running")
+        self._wait_state(component, ComponentState.FROZEN, timeout, "freeze")
 
-    def thaw(self, component: Component) -> None:
-        self.cluster.supervisor.signal(self.name, component, signal.SIGCONT)
+    def thaw(self, component: Component, timeout: float = 5.0) -> None:
+        if self.cluster.supervisor.signal(self.name, component, signal.SIGCONT):
+            self._wait_state(component, ComponentState.RUNNING, timeout, "thaw")
+
+    def _wait_state(self, component: Component, want: ComponentState, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while (state := self.state(component)) is not want:
+            if state is ComponentState.EXITED or time.monotonic() >= deadline:
+                raise ClusterError(
+                    f"{what} of {self.name}/{component}: it is {state}, not {want}, after {timeout:.0f}s"
+                )
+            time.sleep(0.005)
 
     def power_off(self) -> None:
         """All of the node's processes die at once, as on a pulled plug; data stays on disk."""
@@ -574,25 +590,37 @@ class LocalCluster:
         for addr, port, what in checks:
             check_port_free(addr, port, what)
 
-    def _start_parallel(self, nodes: list[LocalNode], component: Component, deadline: float) -> None:
-        for n in nodes:
+    def _start_parallel(
+        self,
+        members: list[tuple[LocalNode, Component]],
+        deadline: float,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> None:
+        """Start every (node, component) of one start-up step and wait until all are ready.
+
+        `meanwhile` runs in the calling thread while the step's members come up, so API work
+        that needs only what earlier steps started overlaps with this step's wait.
+        """
+        for n, component in members:
             self.supervisor.start(self.process_spec(n.name, component))
         errors: list[BaseException] = []
         # Set when this step ends for any reason (failure, Ctrl-C): waiters stop polling instead of
         # probing a cluster that is being torn down until their deadline.
         cancelled = threading.Event()
 
-        def wait(n: LocalNode) -> None:
+        def wait(n: LocalNode, component: Component) -> None:
             try:
                 self.wait_component_ready(n, component, max(1.0, deadline - time.monotonic()), cancelled)
             except BaseException as exc:  # collected and re-raised below
                 errors.append(exc)
                 cancelled.set()  # one member failing fails the step; the others need not wait it out
 
-        threads = [threading.Thread(target=wait, args=(n,), daemon=True) for n in nodes]
+        threads = [threading.Thread(target=wait, args=m, daemon=True) for m in members]
         try:
             for t in threads:
                 t.start()
+            if meanwhile is not None:
+                meanwhile()
             for t in threads:
                 t.join(max(1.0, deadline - time.monotonic()) + 5)
         finally:
@@ -604,18 +632,23 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         cps = self.control_planes()
         # etcd members must start together: none can serve until a majority has joined.
-        self._start_parallel(cps, Component.ETCD, deadline)
-        self._start_parallel(cps, Component.APISERVER, deadline)
+        self._start_parallel([(n, Component.ETCD) for n in cps], deadline)
+        self._start_parallel([(n, Component.APISERVER) for n in cps], deadline)
         self._admin_kubeconfig()
-        self._start_parallel([self.node("lb")], Component.HAPROXY, deadline)
-        self._start_parallel(cps, Component.CONTROLLER_MANAGER, deadline)
-        self._start_parallel(cps, Component.SCHEDULER, deadline)
-        if self.cfg.workers:
-            self._start_parallel([self.node("workers")], Component.KWOK, deadline)
-            from harness.providers.workers import ensure_workers, wait_workers_ready
+        # HAProxy only once every apiserver is ready: a backend that fails its first checks is
+        # marked DOWN and needs `rise` more intervals to come back.
+        self._start_parallel([(self.node("lb"), Component.HAPROXY)], deadline)
+        # Controllers need only their own node's apiserver, KWOK only the LB: one step for all of
+        # them, with the worker Node objects registered through the LB while they come up.
+        step = [(n, c) for c in (Component.CONTROLLER_MANAGER, Component.SCHEDULER) for n in cps]
+        if not self.cfg.workers:
+            self._start_parallel(step, deadline)
+            return
+        from harness.providers.workers import ensure_workers, wait_workers_ready
 
-            ensure_workers(self, self.cfg.workers)
-            wait_workers_ready(self, self.cfg.workers, max(1.0, deadline - time.monotonic()))
+        step.append((self.node("workers"), Component.KWOK))
+        self._start_parallel(step, deadline, meanwhile=lambda: ensure_workers(self, self.cfg.workers))
+        wait_workers_ready(self, self.cfg.workers, max(1.0, deadline - time.monotonic()))
 
     def _admin_kubeconfig(self) -> Path:
         p = self.pki
@@ -633,6 +666,12 @@ class LocalCluster:
         """Stop every process of this cluster and remove its run directory; safe to call twice."""
         if self.watchdog is not None:
             self.watchdog.stop()
+        if self.run_dir.is_dir():
+            # Held first: the watchdog of an owner in another process (`up --foreground`) must not
+            # restart what this `down` stops, in the moment before the run directory is gone.
+            for n in self.nodes():
+                for c in n.components():
+                    hold(self.run_dir, n.name, c)
         # The run directory is deleted right after, so nothing is gained by a slow graceful
         # shutdown layer by layer: every process gets SIGTERM at once and SIGKILL after 0.5 s.
         # etcd alone takes over 5 s to finish a graceful stop while apiservers hold watches on it.
