@@ -419,6 +419,30 @@ def test_a_signal_to_up_in_the_foreground_stops_everything_and_exits(
         down(cli_cwd, cfg)
 
 
+def test_down_from_another_process_stops_a_foreground_cluster_for_good(
+    make_config: Callable[..., ClusterConfig], cli_cwd: Path, reaper: list[subprocess.Popen[str]]
+) -> None:
+    # The foreground owner runs a watchdog that restarts components which exit by themselves;
+    # components stopped by `down` must stay down, not be brought back before the directory goes.
+    cfg = make_config("fg", 4, workers=1)
+    proc = spawn([*kubequake_argv(), "up", "--foreground", *cli_sets(cfg)], cli_cwd)
+    reaper.append(proc)
+    out = LineReader(proc)
+    try:
+        assert out.wait_for("running in the foreground", UP_TIMEOUT_S + 10), out.drain()
+        pids = list(recorded_pids(cfg).values())
+        res = down(cli_cwd, cfg)
+        assert res.returncode == 0, res.stderr
+        time.sleep(4)  # several watchdog periods and its first restart backoff
+        assert_nothing_left(cfg, pids)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        down(cli_cwd, cfg)
+    assert_nothing_left(cfg)
+
+
 def test_sigterm_during_a_detached_start_up_stops_what_was_started(
     make_config: Callable[..., ClusterConfig], cli_cwd: Path, reaper: list[subprocess.Popen[str]]
 ) -> None:
