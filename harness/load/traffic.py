@@ -9,6 +9,10 @@
 
 Leaving the with-block stops the load (also on an exception); reading the timeline and
 verifying the ledger works afterwards because the namespace stays until cleanup().
+
+Give the traffic about 5 s before the fault and keep it running well past recovery: the
+time-to-steady verdict needs a pre-fault baseline (after 2 s of ramp-up) and a few seconds of
+steady throughput after heal.
 """
 
 from __future__ import annotations

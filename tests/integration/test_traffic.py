@@ -21,7 +21,7 @@ import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from kubernetes import client
 
@@ -90,6 +90,33 @@ def self_signed(tmp: Path, cn: str) -> TLSClient:
     )
     key_path.chmod(0o600)
     return TLSClient(cert_path, cert_path, key_path)
+
+
+def signed_by_cluster_ca(cluster: LocalCluster, tmp: Path, cn: str) -> TLSClient:
+    """A valid client certificate of the cluster CA for a user that RBAC grants nothing."""
+    ca_cert = x509.load_pem_x509_certificate(cluster.pki.ca.cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(cluster.pki.ca.key.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / f"{cn}.crt", tmp / f"{cn}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    key_path.chmod(0o600)
+    return TLSClient(cluster.pki.ca.cert, cert_path, key_path)
 
 
 def assert_timeline_matches_records(t: Traffic, window: Window) -> None:
@@ -234,6 +261,9 @@ def test_wrong_credentials_are_refused_before_load_starts(cluster: LocalCluster,
     wrong_ca = TLSClient(stranger.ca, cluster.traffic_tls().cert, cluster.traffic_tls().key)
     with pytest.raises(LoadError, match="not signed by CA"):
         Traffic.start(url=cluster.lb_url(), tls=wrong_ca)
+    nobody = signed_by_cluster_ca(cluster, tmp_path, "kq-nobody")
+    with pytest.raises(LoadError, match=r"may not read namespace .*403 Forbidden"):
+        Traffic.start(url=cluster.lb_url(), tls=nobody)
     missing = TLSClient(tmp_path / "nope.crt", stranger.cert, stranger.key)
     with pytest.raises(LoadError, match="does not exist"):
         Traffic.start(url=cluster.lb_url(), tls=missing)
