@@ -386,6 +386,40 @@ def test_distributed_master_and_two_workers_on_loopback(cluster: LocalCluster, t
     t.cleanup()
 
 
+def test_locust_users_verify_the_api_certificate(cluster: LocalCluster, tmp_path: Path) -> None:
+    # Bypassing the harness's preflight on purpose: the users themselves must refuse a server
+    # their CA did not sign. Verification is never switched off.
+    stranger = self_signed(tmp_path, "stranger-ca")
+    tls = cluster.traffic_tls()
+    argv = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        f"--host={cluster.lb_url()}",
+        f"--kq-ca={stranger.ca}",
+        f"--kq-cert={tls.cert}",
+        f"--kq-key={tls.key}",
+        "--kq-skip-setup",
+        f"--kq-records-dir={tmp_path / 'records'}",
+        "--kq-watchers=0",
+        "--headless",
+        "-u",
+        "2",
+        "-r",
+        "10",
+        "--run-time",
+        "2s",
+        "--only-summary",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=str(PACKAGE_ROOT))
+    reqs = read_dir(tmp_path / "records").requests
+    assert reqs, done.stderr[-2000:]
+    assert not any(r.ok for r in reqs)
+    assert all("CERTIFICATE_VERIFY_FAILED" in r.error for r in reqs), {r.error for r in reqs}
+
+
 def test_standalone_locustfile_headless_and_web_ui(
     cluster: LocalCluster, kube: client.ApiClient, tmp_path: Path
 ) -> None:
