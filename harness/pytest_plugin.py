@@ -55,4 +55,4 @@ def worker_index() -> int:
     return int(wid[2:]) + 1 if wid.startswith("gw") else 0
 
 
-pytest_plugins = ["fixtures.cluster", "fixtures.chaos"]
+pytest_plugins = ["fixtures.cluster", "fixtures.chaos", "harness.report.pytest_hooks"]
