@@ -58,8 +58,10 @@ def topology(cfg: ClusterConfig) -> list[NodeSpec]:
     nodes = [NodeSpec("lb", Role.LOAD_BALANCER, cfg.lb_address, (Component.HAPROXY,))]
     for i, name in enumerate(cfg.node_names(), start=1):
         nodes.append(NodeSpec(name, Role.CONTROL_PLANE, cfg.node_address(i), CONTROL_PLANE_COMPONENTS))
-    # KWOK is a client of the API only; its "node" owns no address of its own.
-    nodes.append(NodeSpec("workers", Role.WORKERS, cfg.lb_address, (Component.KWOK,)))
+    # KWOK is a client of the API only; its "node" owns no address of its own. Without workers
+    # there is no KWOK at all, rather than a component that is never started and reads "stopped".
+    if cfg.workers:
+        nodes.append(NodeSpec("workers", Role.WORKERS, cfg.lb_address, (Component.KWOK,)))
     return nodes
 
 
@@ -655,12 +657,7 @@ class LocalCluster:
         return p.kubeconfig(self.kubeconfig(), self.lb_url(), p.admin, "kubernetes-admin")
 
     def healthy_quick(self) -> bool:
-        return all(
-            self.component_ready(n, c)[0]
-            for n in self.nodes()
-            for c in n.components()
-            if c is not Component.KWOK or self.cfg.workers
-        )
+        return all(self.component_ready(n, c)[0] for n in self.nodes() for c in n.components())
 
     def destroy(self) -> None:
         """Stop every process of this cluster and remove its run directory; safe to call twice."""
