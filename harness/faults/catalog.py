@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import FaultError
-from harness.faults.netfilter import Netfilter, drop_from_cgroup_to, drop_to
+from harness.faults.netfilter import Netfilter, drop_between, drop_to
 from harness.providers.base import Component
-from harness.providers.cgroups import node_cgroup
 from harness.providers.process import ComponentState
 
 if TYPE_CHECKING:
@@ -142,7 +141,7 @@ class PowerOffNode:
 
 @dataclass
 class PartitionNode:
-    """Cut a node off from its peers: symmetric, or one-way (only its own packets dropped).
+    """Cut a node off from its peers: symmetric, or one-way (only the packets it sends are dropped).
 
     `peers` defaults to every other control-plane node and the load balancer's backends; the
     harness itself (not in any node cgroup) still reaches every address, so observation goes on.
@@ -174,21 +173,19 @@ class PartitionNode:
         return {self.node}
 
     def _rules(self) -> list[list[str]]:
-        name = self.cluster.cfg.name
-        me = node_cgroup(name, self.node)
-        if me is None:
+        nf = Netfilter(self.cluster.cfg.name)
+        if not nf.node_sources():
             raise FaultError(
-                "partitions need a writable cgroup v2 hierarchy (run as root on a cgroup v2 machine): "
-                "on loopback only the sending process's cgroup tells nodes apart"
+                "partitions need each node's own source address (iptables source NAT on the node's cgroup), "
+                "which this cluster could not set up: run as root on a machine with cgroup v2 and iptables"
             )
+        me = self.cluster.node(self.node).address
         rules = []
         for peer in self.peers:
             peer_addr = self.cluster.node(peer).address
-            rules.append(drop_from_cgroup_to(me.relpath, peer_addr))
+            rules.append(drop_between(me, peer_addr))
             if not self.one_way:
-                peer_cg = node_cgroup(name, peer)
-                if peer_cg is not None:
-                    rules.append(drop_from_cgroup_to(peer_cg.relpath, self.cluster.node(self.node).address))
+                rules.append(drop_between(peer_addr, me))
         return rules
 
     def apply(self) -> None:

@@ -1,8 +1,16 @@
-"""iptables rules of one cluster, kept in a chain of its own so undo can never miss one.
+"""iptables rules of one cluster, kept in chains of its own so undo can never miss one.
 
-All of a cluster's DROP rules live in `KQ-<cluster>`, jumped to from OUTPUT (every loopback
-packet passes OUTPUT). Healing deletes a fault's own rules; tearing the cluster down flushes
-and deletes the chain, so even a crashed run's rules go with one `kubequake down`.
+Loopback has a catch: a connection opened by any local process leaves from 127.0.0.1, so
+packets do not say which node sent them, and the return path of a connection would slip past
+a rule on the destination address. Each node therefore gets a source NAT rule (nat table,
+matched on the node's cgroup) that makes its connections leave from its own address, as on a
+real machine. After that every packet in INPUT carries node addresses on both ends, and a
+partition is two plain DROP rules per pair of nodes.
+
+All of a cluster's DROP rules live in `KQ-<cluster>`, jumped to from OUTPUT (a black-holed
+destination) and INPUT (partitions, seen after the source NAT). Healing deletes a fault's own
+rules; tearing the cluster down flushes and deletes every chain, so even a crashed run's
+rules go with one `kubequake down`.
 """
 
 from __future__ import annotations
@@ -45,11 +53,37 @@ class Netfilter:
             )
         return res.ok
 
-    def ensure_chain(self) -> None:
-        if not self._ipt("-S", self.chain, check=False):
-            self._ipt("-N", self.chain)
-        if not self._ipt("-C", "OUTPUT", "-j", self.chain, check=False):
-            self._ipt("-I", "OUTPUT", "1", "-j", self.chain)
+    def ensure_chain(self, table: str = "filter", hooks: tuple[str, ...] = ("OUTPUT", "INPUT")) -> None:
+        t = ["-t", table]
+        if not self._ipt(*t, "-S", self.chain, check=False):
+            self._ipt(*t, "-N", self.chain)
+        for hook in hooks:
+            if not self._ipt(*t, "-C", hook, "-j", self.chain, check=False):
+                self._ipt(*t, "-I", hook, "1", "-j", self.chain)
+
+    def setup_node_sources(self, nodes: dict[str, tuple[str, str]]) -> None:
+        """Source NAT per node: {node: (cgroup path, address)}. Replaces any earlier set."""
+        self.ensure_chain("nat", ("POSTROUTING",))
+        self._ipt("-t", "nat", "-F", self.chain)
+        for cgroup_path, address in nodes.values():
+            self._ipt(
+                "-t",
+                "nat",
+                "-A",
+                self.chain,
+                "-m",
+                "cgroup",
+                "--path",
+                cgroup_path,
+                "-j",
+                "SNAT",
+                "--to-source",
+                address,
+            )
+
+    def node_sources(self) -> list[str]:
+        res = self.transport.run([self.binary, "-w", "5", "-t", "nat", "-S", self.chain], timeout=IPTABLES_TIMEOUT_S)
+        return [line for line in res.stdout.splitlines() if line.startswith("-A ")] if res.ok else []
 
     def add(self, rule: list[str]) -> None:
         self.ensure_chain()
@@ -68,19 +102,22 @@ class Netfilter:
         return [line for line in res.stdout.splitlines() if line.startswith("-A ")]
 
     def teardown(self) -> None:
-        """Remove the chain and its jump; safe when neither exists or iptables is absent."""
+        """Remove the chains and their jumps; safe when none exists or iptables is absent."""
         if shutil.which(self.binary) is None:
             return
-        while self._ipt("-D", "OUTPUT", "-j", self.chain, check=False):
-            pass
-        if self._ipt("-S", self.chain, check=False):
-            self._ipt("-F", self.chain, check=False)
-            self._ipt("-X", self.chain, check=False)
+        for table, hooks in (("filter", ("OUTPUT", "INPUT")), ("nat", ("POSTROUTING",))):
+            t = ["-t", table]
+            for hook in hooks:
+                while self._ipt(*t, "-D", hook, "-j", self.chain, check=False):
+                    pass
+            if self._ipt(*t, "-S", self.chain, check=False):
+                self._ipt(*t, "-F", self.chain, check=False)
+                self._ipt(*t, "-X", self.chain, check=False)
 
 
 def drop_to(address: str) -> list[str]:
     return ["-d", f"{address}/32", "-j", "DROP"]
 
 
-def drop_from_cgroup_to(cgroup_path: str, address: str) -> list[str]:
-    return ["-d", f"{address}/32", "-m", "cgroup", "--path", cgroup_path, "-j", "DROP"]
+def drop_between(source: str, destination: str) -> list[str]:
+    return ["-s", f"{source}/32", "-d", f"{destination}/32", "-j", "DROP"]

@@ -630,8 +630,23 @@ class LocalCluster:
         if errors:
             raise errors[0]
 
+    def _node_sources(self) -> None:
+        """Give each node's connections its own source address (see faults/netfilter.py for why)."""
+        sources = {}
+        for n in self.nodes():
+            cg = node_cgroup(self.cfg.name, n.name)
+            if cg is None:
+                log.warning("no writable cgroup v2 hierarchy: partition faults will be unavailable")
+                return
+            sources[n.name] = (cg.relpath, n.address)
+        try:
+            Netfilter(self.cfg.name).setup_node_sources(sources)
+        except HarnessError as exc:
+            log.warning("per-node source addresses not set up (%s): partition faults will be unavailable", exc)
+
     def _start_all(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        self._node_sources()
         cps = self.control_planes()
         # etcd members must start together: none can serve until a majority has joined.
         self._start_parallel([(n, Component.ETCD) for n in cps], deadline)

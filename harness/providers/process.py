@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import enum
+import fcntl
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -198,12 +199,44 @@ class Supervisor:
         self.die_with_parent = die_with_parent
         self._popen: dict[str, subprocess.Popen[bytes]] = {}
         self._records: dict[str, ProcessRecord] = {}
+        self._stamp: tuple[int, int, int] | None = None
         self._load()
 
     # -- persistence -------------------------------------------------------------------------
-    def _load(self) -> None:
-        if not self.state_file.is_file():
+    # The state file is the truth shared by every process working on the cluster: `kubequake heal`
+    # may restart a component while a pytest session's watchdog watches it. Each reader reloads
+    # when the file changed; each writer holds a file lock across reload, change and save.
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.state_file.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _refresh(self) -> None:
+        if self._file_stamp() != self._stamp:
+            self._load()
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        lock_path = self.state_file.with_suffix(".lock")
+        if not lock_path.parent.is_dir():
+            yield
             return
+        with open(lock_path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                self._refresh()
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _load(self) -> None:
+        self._stamp = self._file_stamp()
+        if not self.state_file.is_file():
+            self._records = {}
+            return
+        self._records = {}
         try:
             data = json.loads(self.state_file.read_text())
         except (OSError, ValueError) as exc:
@@ -227,12 +260,15 @@ class Supervisor:
             tmp = self.state_file.with_suffix(f".{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps({"processes": [asdict(r) for r in list(self._records.values())]}, indent=2))
             os.replace(tmp, self.state_file)
+            self._stamp = self._file_stamp()
 
     # -- queries -----------------------------------------------------------------------------
     def records(self) -> list[ProcessRecord]:
+        self._refresh()
         return list(self._records.values())
 
     def record(self, node: str, component: str) -> ProcessRecord | None:
+        self._refresh()
         return self._records.get(f"{node}/{component}")
 
     def state(self, node: str, component: str) -> ComponentState:
@@ -255,10 +291,14 @@ class Supervisor:
 
     # -- control -----------------------------------------------------------------------------
     def start(self, spec: ProcessSpec) -> ProcessRecord:
-        existing = self.record(spec.node, spec.component)
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._exclusive():
+            return self._start_locked(spec)
+
+    def _start_locked(self, spec: ProcessSpec) -> ProcessRecord:
+        existing = self._records.get(spec.key)
         if existing is not None and record_alive(existing):
             raise ClusterError(f"{spec.key} is already running as pid {existing.pid}; stop it before starting it")
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         preexec = _child_setup(self.die_with_parent, spec.cgroup_procs)
         with open(spec.log_path, "ab") as logf:
             logf.write(f"\n--- kubequake start {time.strftime('%Y-%m-%dT%H:%M:%S')} {spec.key}\n".encode())
@@ -336,6 +376,10 @@ class Supervisor:
 
     def stop_all(self, timeout: float = 5.0, order: list[str] | None = None) -> None:
         """Stop every recorded process: in `order` of components first, then the rest."""
+        with self._exclusive():
+            self._stop_all_locked(timeout, order)
+
+    def _stop_all_locked(self, timeout: float, order: list[str] | None) -> None:
         recs = [r for r in self._records.values() if record_alive(r)]
         rank = {c: i for i, c in enumerate(order or [])}
         recs.sort(key=lambda r: rank.get(r.component, len(rank)))
