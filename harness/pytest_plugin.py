@@ -22,6 +22,7 @@ MARKERS = {
     "rollout": "scenario about Deployment rollout, history and undo",
     "quorum_loss": "scenario allowed to lose etcd quorum (blast-radius guard)",
     "cluster_settings(**settings)": "run this test on a cluster with these settings (key=value as --set)",
+    "slo(budget, only=None)": "run client traffic through the LB and judge it with this SLO budget (harness/load/slo.py)",
 }
 
 
@@ -55,4 +56,4 @@ def worker_index() -> int:
     return int(wid[2:]) + 1 if wid.startswith("gw") else 0
 
 
-pytest_plugins = ["fixtures.cluster", "fixtures.chaos", "harness.report.pytest_hooks"]
+pytest_plugins = ["fixtures.cluster", "fixtures.chaos", "fixtures.traffic", "harness.report.pytest_hooks"]

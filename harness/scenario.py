@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+POST_HEAL_TRAFFIC_S = 12.0
+
+
 class ScenarioFailed(AssertionError):
     """One or more verdicts failed; the message lists them all."""
 
@@ -51,6 +54,11 @@ class ScenarioRun:
     measurements: dict[str, Any] = field(default_factory=dict)
     before: ClusterStatus | None = None
     after: ClusterStatus | None = None
+    # Client traffic through the LB for the whole scenario (harness.load.traffic.Traffic), the
+    # SLO budget its verdicts use, and which of those verdicts apply (None: all of them).
+    traffic: Any = None
+    slo_budget: Any = None
+    slo_include: frozenset[str] | None = None
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[Phase]:
@@ -112,9 +120,42 @@ class ScenarioRun:
     def measure(self, key: str, value: Any) -> None:
         self.measurements[key] = value
 
+    def fault_window(self) -> tuple[float, float] | None:
+        recs = [r for r in self.injector.records() if r.applied_at is not None]
+        if not recs:
+            return None
+        start = min(r.applied_at for r in recs if r.applied_at is not None)
+        return start, max((r.healed_at or time.time()) for r in recs)
+
+    def client_verdicts(self) -> None:
+        """What clients saw: SLO verdicts over the fault window and the acknowledged-write ledger."""
+        if self.traffic is None:
+            return
+        with self.phase("verify: what clients saw"):
+            window = self.fault_window()
+            if window is not None:
+                # Clients keep going past recovery: "after heal" verdicts need traffic to judge.
+                remaining = window[1] + POST_HEAL_TRAFFIC_S - time.time()
+                if remaining > 0:
+                    time.sleep(remaining)
+            self.traffic.stop()
+            timeline = self.traffic.timeline()
+            report.attach_json("traffic timeline (per second)", timeline.to_dicts())
+            if window is not None and self.slo_budget is not None:
+                for v in self.traffic.slo(self.slo_budget, window).verdicts:
+                    if self.slo_include is None or v.name in self.slo_include:
+                        self.verdict(Verdict(f"clients: {v.name}", v.measured, v.budget, v.unit, v.passed, v.message))
+            cluster = self.cluster
+            ledger = self.traffic.ledger.verify(url=cluster.lb_url(), tls=cluster.admin_tls())
+            self.measure("client_ledger", {"checked": ledger.checked, "acknowledged_writes": ledger.acknowledged_writes,
+                                           "acknowledged_deletes": ledger.acknowledged_deletes, "maybe": ledger.maybe})
+            self.verdict(Verdict("clients: no acknowledged write lost", None, None, "", ledger.passed,
+                                 ledger.message))
+
     def finish(self) -> None:
         """Attach the verdict table and fail with every failed verdict named."""
         __tracebackhide__ = True
+        self.client_verdicts()
         table = "\n".join(v.line() for v in self.verdicts)
         report.attach_text("budgets vs measured", table)
         report.attach_json("verdicts", [v.__dict__ for v in self.verdicts])

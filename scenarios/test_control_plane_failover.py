@@ -28,6 +28,7 @@ def lb_backends(cluster: LocalCluster) -> dict[str, str]:
     return {r.server: r.status for r in rows if r.proxy == "apiservers"}
 
 
+@pytest.mark.slo("control-plane-node-loss")
 def test_power_off_lease_holder(scenario: ScenarioRun, cluster: LocalCluster) -> None:
     run = scenario
     run.steady_state_before()
@@ -86,6 +87,7 @@ def test_power_off_lease_holder(scenario: ScenarioRun, cluster: LocalCluster) ->
     run.finish()
 
 
+@pytest.mark.slo("apiserver-kill")
 def test_kill_one_apiserver_lb_routes_around(scenario: ScenarioRun, cluster: LocalCluster) -> None:
     run = scenario
     run.steady_state_before()

@@ -67,6 +67,7 @@ def verify_after(run: ScenarioRun, etcd: EtcdClient, probe: WriteProbe) -> None:
                           f"{len(probe.acked)} acknowledged writes checked on every member; lost: {lost[:10]}"))
 
 
+@pytest.mark.slo("etcd-member-loss")
 def test_kill_follower_writes_continue(scenario: ScenarioRun, cluster: LocalCluster, etcd: EtcdClient) -> None:
     run = scenario
     run.steady_state_before()
@@ -93,6 +94,7 @@ def test_kill_follower_writes_continue(scenario: ScenarioRun, cluster: LocalClus
     run.finish()
 
 
+@pytest.mark.slo("etcd-leader-kill")
 def test_kill_leader_new_leader_within_budget(scenario: ScenarioRun, cluster: LocalCluster, etcd: EtcdClient) -> None:
     run = scenario
     run.steady_state_before()
@@ -125,6 +127,7 @@ def test_kill_leader_new_leader_within_budget(scenario: ScenarioRun, cluster: Lo
     run.finish()
 
 
+@pytest.mark.slo("etcd-member-loss", only=["p99_after_heal", "time_to_steady_throughput"])
 @pytest.mark.quorum_loss
 def test_lose_quorum_writes_fail_then_recover(scenario: ScenarioRun, cluster: LocalCluster, etcd: EtcdClient) -> None:
     run = scenario
@@ -169,6 +172,7 @@ def test_lose_quorum_writes_fail_then_recover(scenario: ScenarioRun, cluster: Lo
 @pytest.mark.parametrize(
     "size", ["session", pytest.param("five", marks=pytest.mark.cluster_settings(control_planes=5, workers=1))]
 )
+@pytest.mark.slo("etcd-member-loss")
 def test_tolerates_losing_a_minority(scenario: ScenarioRun, size: str) -> None:
     """A cluster of n members must keep accepting writes with floor(n/2) of them down.
 

@@ -15,6 +15,7 @@ from harness.scenario import ScenarioRun
 pytestmark = [pytest.mark.disruptive, pytest.mark.lb]
 
 
+@pytest.mark.slo("lb-failover", only=["p99_after_heal", "time_to_steady_throughput"])
 def test_kill_haproxy_and_recover(scenario: ScenarioRun, cluster: LocalCluster) -> None:
     run = scenario
     run.steady_state_before()

@@ -65,6 +65,7 @@ def test_rollout_history_and_undo(scenario: ScenarioRun, kubectl: Kubectl, kube:
     run.finish()
 
 
+@pytest.mark.slo("apiserver-kill")
 @pytest.mark.disruptive
 @pytest.mark.control_plane
 def test_rollout_survives_apiserver_and_controller_leader_kill(
