@@ -186,7 +186,7 @@ def test_inventory_errors_name_the_key(tmp_path: Path, edit: Any, message: str) 
 
 
 def test_unreadable_inventories(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"does not exist; see docs/real-clusters.md"):
+    with pytest.raises(ConfigError, match=r"does not exist; see harness/providers/real-clusters.md"):
         load_inventory(tmp_path / "absent.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("cluster = \n")
