@@ -22,7 +22,7 @@ MARKERS = {
     "rollout": "scenario about Deployment rollout, history and undo",
     "quorum_loss": "scenario allowed to lose etcd quorum (blast-radius guard)",
     "cluster_settings(**settings)": "run this test on a cluster with these settings (key=value as --set)",
-    "slo(budget, only=None)": "run client traffic through the LB and judge it with this SLO budget (harness/load/slo.py)",
+    "slo(budget, only=None)": "client traffic through the LB, judged by this SLO budget (harness/load/slo.py)",
 }
 
 

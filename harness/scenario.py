@@ -109,8 +109,9 @@ class ScenarioRun:
                 self.after = collect(self.cluster)
                 ok, msg = False, f"cluster did not return to steady state: {'; '.join(problems(self.after))} ({exc})"
             report.attach_json("cluster after", self.after.to_dict())
-            self.verdict(Verdict("steady state after", time.monotonic() - start, self.budgets.steady_state_s,
-                                 "s", ok, msg))
+            self.verdict(
+                Verdict("steady state after", time.monotonic() - start, self.budgets.steady_state_s, "s", ok, msg)
+            )
 
     def verdict(self, v: Verdict) -> Verdict:
         self.verdicts.append(v)
@@ -147,10 +148,16 @@ class ScenarioRun:
                         self.verdict(Verdict(f"clients: {v.name}", v.measured, v.budget, v.unit, v.passed, v.message))
             cluster = self.cluster
             ledger = self.traffic.ledger.verify(url=cluster.lb_url(), tls=cluster.admin_tls())
-            self.measure("client_ledger", {"checked": ledger.checked, "acknowledged_writes": ledger.acknowledged_writes,
-                                           "acknowledged_deletes": ledger.acknowledged_deletes, "maybe": ledger.maybe})
-            self.verdict(Verdict("clients: no acknowledged write lost", None, None, "", ledger.passed,
-                                 ledger.message))
+            self.measure(
+                "client_ledger",
+                {
+                    "checked": ledger.checked,
+                    "acknowledged_writes": ledger.acknowledged_writes,
+                    "acknowledged_deletes": ledger.acknowledged_deletes,
+                    "maybe": ledger.maybe,
+                },
+            )
+            self.verdict(Verdict("clients: no acknowledged write lost", None, None, "", ledger.passed, ledger.message))
 
     def finish(self) -> None:
         """Attach the verdict table and fail with every failed verdict named."""

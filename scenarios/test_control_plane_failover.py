@@ -12,8 +12,8 @@ from harness.checks.budgets import check, within
 from harness.checks.http import wait_until
 from harness.checks.leaders import LeaseInfo, read_lease
 from harness.errors import HarnessError
-from harness.kube import api_client
 from harness.faults.catalog import KillComponent, PowerOffNode
+from harness.kube import api_client
 from harness.providers.base import Component
 from harness.providers.haproxy import parse_stats_csv, stats_over_socket
 from harness.providers.local import LocalCluster
@@ -40,10 +40,15 @@ def test_power_off_lease_holder(scenario: ScenarioRun, cluster: LocalCluster) ->
         with api_client(cluster.lb_url(), cluster.admin_tls(), timeout=2.0) as kapi:
             lease = read_lease(kapi, "kube-controller-manager")
         age = time.time() - lease.renew_time if lease and lease.renew_time else None
-        run.verdict(check("one kube-controller-manager holds the leader lease", False,
-                          f"leaders by instance metrics: {leaders}; lease: "
-                          + (f"held by {lease.holder!r}, renewed {age:.0f}s ago" if lease and age is not None
-                             else "absent") + ". Leader election is off or broken: every instance acts at once"))
+        run.verdict(
+            check(
+                "one kube-controller-manager holds the leader lease",
+                False,
+                f"leaders by instance metrics: {leaders}; lease: "
+                + (f"held by {lease.holder!r}, renewed {age:.0f}s ago" if lease and age is not None else "absent")
+                + ". Leader election is off or broken: every instance acts at once",
+            )
+        )
         run.finish()
     mine = [lease for lease, node in leaders.items() if node == holder]
     with api_client(cluster.lb_url(), cluster.admin_tls(), timeout=2.0) as kapi:
@@ -64,8 +69,12 @@ def test_power_off_lease_holder(scenario: ScenarioRun, cluster: LocalCluster) ->
                         return bool(now and was and now.holder != was.holder), f"holder {now and now.holder}"
 
                     with contextlib.suppress(HarnessError):
-                        wait_until(f"{lease} lease changes hands", changed,
-                                   timeout=run.budgets.lease_handover_s + 15, interval=0.2)
+                        wait_until(
+                            f"{lease} lease changes hands",
+                            changed,
+                            timeout=run.budgets.lease_handover_s + 15,
+                            interval=0.2,
+                        )
                 new_nodes = lease_leaders(cluster, skip=frozenset({holder}))
                 time.sleep(1.0)
             with run.phase("heal"):
@@ -75,14 +84,34 @@ def test_power_off_lease_holder(scenario: ScenarioRun, cluster: LocalCluster) ->
         got, was = after.get(lease), before[lease]
         moved = bool(got and was and got.holder != was.holder and got.acquire_time)
         took = (got.acquire_time - rec.applied_at) if moved and got and got.acquire_time else None
-        run.measure(f"{lease} lease", {"from": holder, "to": new_nodes.get(lease), "holder_before": was and was.holder,
-                                       "holder_after": got and got.holder, "transitions": got and got.transitions})
-        run.verdict(within(f"{lease} lease handover", took, run.budgets.lease_handover_s,
-                           what=f"{lease} leadership moving off powered-off {holder} (to {new_nodes.get(lease)})"))
+        run.measure(
+            f"{lease} lease",
+            {
+                "from": holder,
+                "to": new_nodes.get(lease),
+                "holder_before": was and was.holder,
+                "holder_after": got and got.holder,
+                "transitions": got and got.transitions,
+            },
+        )
+        run.verdict(
+            within(
+                f"{lease} lease handover",
+                took,
+                run.budgets.lease_handover_s,
+                what=f"{lease} leadership moving off powered-off {holder} (to {new_nodes.get(lease)})",
+            )
+        )
     lb = api.series["lb"]
     run.measure("lb_samples", {"count": lb.count(), "failures": lb.failures(), "resolution_s": lb.resolution_s()})
-    run.verdict(within("API unavailability via LB", lb.longest_outage_s(), run.budgets.api_unavailability_via_lb_s,
-                       what="longest client-visible outage through the LB"))
+    run.verdict(
+        within(
+            "API unavailability via LB",
+            lb.longest_outage_s(),
+            run.budgets.api_unavailability_via_lb_s,
+            what="longest client-visible outage through the LB",
+        )
+    )
     run.steady_state_after()
     run.finish()
 
@@ -100,8 +129,12 @@ def test_kill_one_apiserver_lb_routes_around(scenario: ScenarioRun, cluster: Loc
         with run.phase("observe"):
             marked: float | None = None
             try:
-                wait_until(f"LB marks {victim} down", lambda: (lb_backends(cluster)[victim].startswith("DOWN"), ""),
-                           timeout=run.budgets.lb_mark_down_s + 2, interval=0.1)
+                wait_until(
+                    f"LB marks {victim} down",
+                    lambda: (lb_backends(cluster)[victim].startswith("DOWN"), ""),
+                    timeout=run.budgets.lb_mark_down_s + 2,
+                    interval=0.1,
+                )
                 marked = time.time() - rec.applied_at
             except HarnessError:
                 marked = None
@@ -113,13 +146,30 @@ def test_kill_one_apiserver_lb_routes_around(scenario: ScenarioRun, cluster: Loc
     lb = api.series["lb"]
     errors = lb.failures(rec.applied_at, rec.healed_at or time.time())
     run.measure("client_visible_errors", errors)
-    run.verdict(within("LB marks the dead apiserver down", marked, run.budgets.lb_mark_down_s,
-                       what=f"HAProxy health checks taking {victim} out of rotation"))
+    run.verdict(
+        within(
+            "LB marks the dead apiserver down",
+            marked,
+            run.budgets.lb_mark_down_s,
+            what=f"HAProxy health checks taking {victim} out of rotation",
+        )
+    )
     late = lb.failures(after_mark, rec.healed_at or time.time())
-    run.verdict(check("no errors once routed around", late == 0,
-                      f"{late} failed requests through the LB after {victim} was out of rotation "
-                      f"({errors} client-visible errors in the whole fault window)"))
-    run.verdict(within("API unavailability via LB", lb.longest_outage_s(), run.budgets.api_unavailability_via_lb_s,
-                       what="longest client-visible outage through the LB"))
+    run.verdict(
+        check(
+            "no errors once routed around",
+            late == 0,
+            f"{late} failed requests through the LB after {victim} was out of rotation "
+            f"({errors} client-visible errors in the whole fault window)",
+        )
+    )
+    run.verdict(
+        within(
+            "API unavailability via LB",
+            lb.longest_outage_s(),
+            run.budgets.api_unavailability_via_lb_s,
+            what="longest client-visible outage through the LB",
+        )
+    )
     run.steady_state_after()
     run.finish()

@@ -6,7 +6,6 @@ import time
 import uuid
 
 import pytest
-
 from kubernetes import client
 
 from harness.checks.availability import AvailabilitySampler
@@ -49,7 +48,7 @@ def api_write_without_quorum(cluster: LocalCluster, node: str) -> tuple[str | No
             client.CoreV1Api(kapi).create_namespaced_config_map("default", body)
         except client.ApiException as exc:
             return f"HTTP {exc.status}: {exc.reason}", time.monotonic() - start
-        except Exception as exc:  # noqa: BLE001 - a client-side timeout means the API hung
+        except Exception as exc:
             return f"{type(exc).__name__}: {str(exc)[:120]}", None
         return None, time.monotonic() - start
 
@@ -63,8 +62,13 @@ def verify_after(run: ScenarioRun, etcd: EtcdClient, probe: WriteProbe) -> None:
         run.verdict(check("members agree", agree, f"hash of the key space at revision {rev}: {hashes}"))
         lost = probe.lost()
         run.measure("acknowledged_writes", len(probe.acked))
-        run.verdict(check("no acknowledged write lost", not lost and bool(probe.acked),
-                          f"{len(probe.acked)} acknowledged writes checked on every member; lost: {lost[:10]}"))
+        run.verdict(
+            check(
+                "no acknowledged write lost",
+                not lost and bool(probe.acked),
+                f"{len(probe.acked)} acknowledged writes checked on every member; lost: {lost[:10]}",
+            )
+        )
 
 
 @pytest.mark.slo("etcd-member-loss")
@@ -74,8 +78,10 @@ def test_kill_follower_writes_continue(scenario: ScenarioRun, cluster: LocalClus
     leader = current_leader(etcd)
     follower = next(n.name for n in cluster.control_planes() if n.name != leader)
     prefix = f"kubequake/probe/{uuid.uuid4().hex[:8]}"
-    with WriteProbe(etcd, endpoints(cluster, {follower}), prefix) as probe, \
-            AvailabilitySampler({"lb": cluster.lb_url()}, cluster.admin_tls()) as api:
+    with (
+        WriteProbe(etcd, endpoints(cluster, {follower}), prefix) as probe,
+        AvailabilitySampler({"lb": cluster.lb_url()}, cluster.admin_tls()) as api,
+    ):
         time.sleep(1.0)
         with run.phase("inject"):
             rec = run.inject(KillComponent(cluster, follower, Component.ETCD), baseline=api)
@@ -85,11 +91,23 @@ def test_kill_follower_writes_continue(scenario: ScenarioRun, cluster: LocalClus
             run.heal(rec)
         time.sleep(1.0)
     gap = probe.longest_gap_s(rec.applied_at or 0, rec.healed_at or time.time())
-    run.verdict(within("write gap while a follower is down", gap, run.budgets.etcd_reelection_s,
-                       what=f"longest pause between acknowledged writes with {follower} down"))
+    run.verdict(
+        within(
+            "write gap while a follower is down",
+            gap,
+            run.budgets.etcd_reelection_s,
+            what=f"longest pause between acknowledged writes with {follower} down",
+        )
+    )
     lb = api.series["lb"]
-    run.verdict(within("API unavailability via LB", lb.longest_outage_s(), run.budgets.api_unavailability_via_lb_s,
-                       what="longest client-visible outage through the LB"))
+    run.verdict(
+        within(
+            "API unavailability via LB",
+            lb.longest_outage_s(),
+            run.budgets.api_unavailability_via_lb_s,
+            what="longest client-visible outage through the LB",
+        )
+    )
     verify_after(run, etcd, probe)
     run.finish()
 
@@ -108,8 +126,12 @@ def test_kill_leader_new_leader_within_budget(scenario: ScenarioRun, cluster: Lo
             rec = run.inject(KillComponent(cluster, leader, Component.ETCD))
         with run.phase("observe"):
             survivors_client = EtcdClient(survivors, etcd.tls, timeout=1.0)
-            wait_until("a new etcd leader", lambda: (survivors_client.leader() not in (None, leader), ""),
-                       timeout=run.budgets.etcd_recovery_s, interval=0.05)
+            wait_until(
+                "a new etcd leader",
+                lambda: (survivors_client.leader() not in (None, leader), ""),
+                timeout=run.budgets.etcd_recovery_s,
+                interval=0.05,
+            )
             new_leader = survivors_client.leader()
             time.sleep(2.0)
         resumed = probe.first_success_after(rec.applied_at or 0)
@@ -117,10 +139,17 @@ def test_kill_leader_new_leader_within_budget(scenario: ScenarioRun, cluster: Lo
             run.heal(rec)
     assert rec.applied_at is not None
     run.measure("leader", {"before": leader, "after": new_leader, "term_before": term_before})
-    run.verdict(check("new leader elected", new_leader not in (None, leader),
-                      f"leader moved from {leader} to {new_leader}"))
-    run.verdict(within("etcd re-election", None if resumed is None else resumed - rec.applied_at,
-                       run.budgets.etcd_reelection_s, what="first acknowledged write after killing the leader"))
+    run.verdict(
+        check("new leader elected", new_leader not in (None, leader), f"leader moved from {leader} to {new_leader}")
+    )
+    run.verdict(
+        within(
+            "etcd re-election",
+            None if resumed is None else resumed - rec.applied_at,
+            run.budgets.etcd_reelection_s,
+            what="first acknowledged write after killing the leader",
+        )
+    )
     verify_after(run, etcd, probe)
     term_after = max(s.raft_term for s in etcd.statuses() if s.reachable)
     run.verdict(check("raft term advanced", term_after > term_before, f"term {term_before} -> {term_after}"))
@@ -136,12 +165,16 @@ def test_lose_quorum_writes_fail_then_recover(scenario: ScenarioRun, cluster: Lo
     victims = names[: len(names) - (len(names) // 2)]  # the smallest set whose loss breaks quorum
     keeper = next(n for n in names if n not in victims)
     prefix = f"kubequake/probe/{uuid.uuid4().hex[:8]}"
-    with WriteProbe(etcd, endpoints(cluster, set(victims)), prefix, timeout_s=1.0) as probe, \
-            AvailabilitySampler({"lb": cluster.lb_url()}, cluster.admin_tls()) as api:
+    with (
+        WriteProbe(etcd, endpoints(cluster, set(victims)), prefix, timeout_s=1.0) as probe,
+        AvailabilitySampler({"lb": cluster.lb_url()}, cluster.admin_tls()) as api,
+    ):
         time.sleep(1.0)
         with run.phase("inject"):
-            recs = [run.inject(KillComponent(cluster, v, Component.ETCD), baseline=api if i == 0 else None)
-                    for i, v in enumerate(victims)]
+            recs = [
+                run.inject(KillComponent(cluster, v, Component.ETCD), baseline=api if i == 0 else None)
+                for i, v in enumerate(victims)
+            ]
         with run.phase("observe"):
             time.sleep(2.0)
             write_err, write_took = api_write_without_quorum(cluster, keeper)
@@ -155,16 +188,38 @@ def test_lose_quorum_writes_fail_then_recover(scenario: ScenarioRun, cluster: Lo
         time.sleep(2.0)
     # Writes must fail while quorum is gone (an etcd that accepts them would be split-brained).
     ok_during = probe.successes(lost_from + 1.0, observe_end)
-    run.verdict(check("writes fail without quorum", ok_during == 0 and probe.failures(lost_from, observe_end) > 0,
-                      f"{ok_during} writes acknowledged and {probe.failures(lost_from, observe_end)} refused "
-                      f"with {len(victims)} of {len(names)} members down"))
-    run.verdict(check("API write fails without quorum", write_err is not None,
-                      f"creating a ConfigMap through {keeper}'s apiserver: {write_err or 'SUCCEEDED without quorum'}"))
-    run.verdict(within("API answers without hanging", write_took, APISERVER_REQUEST_TIMEOUT_S + MARGIN_S,
-                       what="the API's answer (an error) to a write without quorum"))
+    run.verdict(
+        check(
+            "writes fail without quorum",
+            ok_during == 0 and probe.failures(lost_from, observe_end) > 0,
+            f"{ok_during} writes acknowledged and {probe.failures(lost_from, observe_end)} refused "
+            f"with {len(victims)} of {len(names)} members down",
+        )
+    )
+    run.verdict(
+        check(
+            "API write fails without quorum",
+            write_err is not None,
+            f"creating a ConfigMap through {keeper}'s apiserver: {write_err or 'SUCCEEDED without quorum'}",
+        )
+    )
+    run.verdict(
+        within(
+            "API answers without hanging",
+            write_took,
+            APISERVER_REQUEST_TIMEOUT_S + MARGIN_S,
+            what="the API's answer (an error) to a write without quorum",
+        )
+    )
     back = probe.first_success_after(heal_phase.started)
-    run.verdict(within("quorum regained", None if back is None else back - heal_phase.started,
-                       run.budgets.etcd_recovery_s, what="first acknowledged write after the members' restart began"))
+    run.verdict(
+        within(
+            "quorum regained",
+            None if back is None else back - heal_phase.started,
+            run.budgets.etcd_recovery_s,
+            what="first acknowledged write after the members' restart began",
+        )
+    )
     verify_after(run, etcd, probe)
     run.finish()
 
@@ -188,10 +243,19 @@ def test_tolerates_losing_a_minority(scenario: ScenarioRun, size: str) -> None:
     quorum = n // 2 + 1
     wanted = n // 2
     run.measure("membership", {"members": members, "quorum": quorum})
-    run.verdict(check(f"{n} members tolerate losing {wanted}", n - wanted >= quorum,
-                      f"etcd reports {n} members ({', '.join(members)}); quorum is {quorum}, so it survives "
-                      f"{n - quorum} losses" + ("" if n % 2 else f": an even membership adds a member without adding "
-                                                                 f"tolerance (as {n - 1} members would)")))
+    run.verdict(
+        check(
+            f"{n} members tolerate losing {wanted}",
+            n - wanted >= quorum,
+            f"etcd reports {n} members ({', '.join(members)}); quorum is {quorum}, so it survives "
+            f"{n - quorum} losses"
+            + (
+                ""
+                if n % 2
+                else f": an even membership adds a member without adding tolerance (as {n - 1} members would)"
+            ),
+        )
+    )
     leader = etcd.leader()
     victims = [m for m in members if m != leader][: min(wanted, n - quorum)]
     prefix = f"kubequake/probe/{uuid.uuid4().hex[:8]}"
@@ -207,7 +271,13 @@ def test_tolerates_losing_a_minority(scenario: ScenarioRun, size: str) -> None:
         time.sleep(1.0)
     if recs:
         start, end = recs[-1].applied_at or 0.0, recs[-1].healed_at or time.time()
-        run.verdict(within(f"writes continue with {len(victims)} of {n} down", probe.longest_gap_s(start, end),
-                           run.budgets.etcd_reelection_s, what="longest pause between acknowledged writes"))
+        run.verdict(
+            within(
+                f"writes continue with {len(victims)} of {n} down",
+                probe.longest_gap_s(start, end),
+                run.budgets.etcd_reelection_s,
+                what="longest pause between acknowledged writes",
+            )
+        )
     verify_after(run, etcd, probe)
     run.finish()

@@ -33,13 +33,29 @@ def test_kill_haproxy_and_recover(scenario: ScenarioRun, cluster: LocalCluster) 
     lb = api.series["lb"]
     window = (rec.applied_at + 0.5, heal.started)
     down = lb.count(*window) > 0 and lb.failures(*window) == lb.count(*window)
-    run.verdict(check("API via LB down while HAProxy is dead", down,
-                      f"{lb.failures(*window)}/{lb.count(*window)} requests through the LB failed"))
+    run.verdict(
+        check(
+            "API via LB down while HAProxy is dead",
+            down,
+            f"{lb.failures(*window)}/{lb.count(*window)} requests through the LB failed",
+        )
+    )
     direct_failures = {n: api.series[n].failures(rec.applied_at, rec.healed_at) for n in targets if n != "lb"}
-    run.verdict(check("apiservers unaffected", not any(direct_failures.values()),
-                      f"direct requests failing per apiserver while only the LB was down: {direct_failures}"))
+    run.verdict(
+        check(
+            "apiservers unaffected",
+            not any(direct_failures.values()),
+            f"direct requests failing per apiserver while only the LB was down: {direct_failures}",
+        )
+    )
     back = lb.first_success_after(heal.started)
-    run.verdict(within("LB recovery", None if back is None else back - heal.started, run.budgets.lb_mark_down_s,
-                       what="first successful request through the LB after restarting HAProxy"))
+    run.verdict(
+        within(
+            "LB recovery",
+            None if back is None else back - heal.started,
+            run.budgets.lb_mark_down_s,
+            what="first successful request through the LB after restarting HAProxy",
+        )
+    )
     run.steady_state_after()
     run.finish()

@@ -35,11 +35,14 @@ def test_isolate_etcd_leader(scenario: ScenarioRun, cluster: LocalCluster, etcd:
         with run.phase("observe"):
             majority_client = EtcdClient(majority, etcd.tls, timeout=1.0)
             try:
-                wait_until("the majority elects a new leader",
-                           lambda: (majority_client.leader() not in (None, leader), str(majority_client.leader())),
-                           timeout=run.budgets.etcd_recovery_s, interval=0.1)
+                wait_until(
+                    "the majority elects a new leader",
+                    lambda: (majority_client.leader() not in (None, leader), str(majority_client.leader())),
+                    timeout=run.budgets.etcd_recovery_s,
+                    interval=0.1,
+                )
                 new_leader = majority_client.leader()
-            except Exception:  # noqa: BLE001 - reported as a verdict
+            except Exception:
                 new_leader = None
             minority_write = etcd.put(f"{prefix}/minority", "must-not-commit", isolated, timeout=2.0)
             time.sleep(1.0)
@@ -47,25 +50,53 @@ def test_isolate_etcd_leader(scenario: ScenarioRun, cluster: LocalCluster, etcd:
         with run.phase("heal"):
             run.heal(rec)
         time.sleep(1.0)
-    run.verdict(check("majority elects a new leader", new_leader not in (None, leader),
-                      f"leader {leader} isolated; majority leader now {new_leader}"))
+    run.verdict(
+        check(
+            "majority elects a new leader",
+            new_leader not in (None, leader),
+            f"leader {leader} isolated; majority leader now {new_leader}",
+        )
+    )
     # The isolated member first has to notice it lost the majority (one election timeout).
-    run.verdict(within("majority write availability", None if resumed is None else resumed - rec.applied_at,
-                       run.budgets.etcd_reelection_s + cluster.cfg.etcd.election_timeout_ms / 1000,
-                       what="first acknowledged write on the majority side after the partition"))
-    run.verdict(check("isolated member cannot commit", not minority_write.ok,
-                      "a write through the isolated former leader was "
-                      + ("ACKNOWLEDGED: split brain" if minority_write.ok else f"refused ({minority_write.error[:120]})")))
+    run.verdict(
+        within(
+            "majority write availability",
+            None if resumed is None else resumed - rec.applied_at,
+            run.budgets.etcd_reelection_s + cluster.cfg.etcd.election_timeout_ms / 1000,
+            what="first acknowledged write on the majority side after the partition",
+        )
+    )
+    run.verdict(
+        check(
+            "isolated member cannot commit",
+            not minority_write.ok,
+            "a write through the isolated former leader was "
+            + ("ACKNOWLEDGED: split brain" if minority_write.ok else f"refused ({minority_write.error[:120]})"),
+        )
+    )
     run.steady_state_after()
     with run.phase("verify: no divergence"):
-        wait_until("isolated member caught up", lambda: (
-            etcd.get(probe.acked[-1].key, isolated, serializable=True) == probe.acked[-1].value, ""), timeout=30)
+        wait_until(
+            "isolated member caught up",
+            lambda: (etcd.get(probe.acked[-1].key, isolated, serializable=True) == probe.acked[-1].value, ""),
+            timeout=30,
+        )
         agree, hashes, revision = hash_agreement(etcd)
         run.verdict(check("no divergence after heal", agree, f"hashes at revision {revision}: {hashes}"))
         lost = probe.lost()
-        run.verdict(check("no acknowledged write lost", not lost and bool(probe.acked),
-                          f"{len(probe.acked)} acknowledged writes checked on every member; lost: {lost[:10]}"))
+        run.verdict(
+            check(
+                "no acknowledged write lost",
+                not lost and bool(probe.acked),
+                f"{len(probe.acked)} acknowledged writes checked on every member; lost: {lost[:10]}",
+            )
+        )
         stray = etcd.get(f"{prefix}/minority", majority[0])
-        run.verdict(check("minority write did not appear", stray is None,
-                          f"value after heal: {stray!r}" if stray else "the refused write is absent everywhere"))
+        run.verdict(
+            check(
+                "minority write did not appear",
+                stray is None,
+                f"value after heal: {stray!r}" if stray else "the refused write is absent everywhere",
+            )
+        )
     run.finish()

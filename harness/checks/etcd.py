@@ -8,6 +8,7 @@ error in its row instead of stalling the whole table.
 from __future__ import annotations
 
 import base64
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -225,7 +226,7 @@ class WriteProbe:
             t = time.time()
             try:
                 res = self.client.put(key, value, ep, timeout=self.timeout_s)
-            except Exception as exc:  # noqa: BLE001 - a probe that dies silently would fake an outage
+            except Exception as exc:
                 log.warning("write probe: unexpected %s: %s", type(exc).__name__, exc)
                 res = PutResult(False, 0.0, 0, str(exc))
             self.attempts.append((t, res.ok))
@@ -239,7 +240,7 @@ class WriteProbe:
         times = [t for t, ok in self.attempts if ok and start <= t <= end]
         if len(times) < 2:
             return float("inf") if self.attempts else 0.0
-        return max(b - a for a, b in zip(times, times[1:], strict=False))
+        return max(b - a for a, b in itertools.pairwise(times))
 
     def first_success_after(self, t: float) -> float | None:
         return next((a for a, ok in self.attempts if ok and a >= t), None)

@@ -50,8 +50,12 @@ class Kubectl:
         self.transport = LocalTransport()
 
     def run(self, args: list[str], timeout: float = 30.0, check: bool = True) -> CommandResult:
-        argv = [str(self.binary), f"--kubeconfig={self.kubeconfig}", f"--request-timeout={self.request_timeout_s}s",
-                *args]
+        argv = [
+            str(self.binary),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--request-timeout={self.request_timeout_s}s",
+            *args,
+        ]
         res = self.transport.run(argv, timeout)
         log.debug("kubectl %s -> %d", " ".join(args), res.exit_status)
         if check and not res.ok:
@@ -95,14 +99,25 @@ class DeploymentWorkflow:
 
     def set_image(self, image: str, cause: str = "") -> None:
         self.k.run(["-n", self.ns, "set", "image", f"deployment/{self.name}", f"{self.name}={image}"])
-        self.k.run(["-n", self.ns, "annotate", "--overwrite", f"deployment/{self.name}",
-                    f"{CHANGE_CAUSE}={cause or f'set image {image}'}"])
+        self.k.run(
+            [
+                "-n",
+                self.ns,
+                "annotate",
+                "--overwrite",
+                f"deployment/{self.name}",
+                f"{CHANGE_CAUSE}={cause or f'set image {image}'}",
+            ]
+        )
 
     def rollout_status(self, timeout_s: float) -> float:
         """Seconds until `kubectl rollout status` reports success; raises with its output if not."""
         start = time.monotonic()
-        res = self.k.run(["-n", self.ns, "rollout", "status", f"deployment/{self.name}", f"--timeout={int(timeout_s)}s"],
-                         timeout=timeout_s + 15, check=False)
+        res = self.k.run(
+            ["-n", self.ns, "rollout", "status", f"deployment/{self.name}", f"--timeout={int(timeout_s)}s"],
+            timeout=timeout_s + 15,
+            check=False,
+        )
         if not res.ok or "successfully rolled out" not in res.stdout:
             raise RolloutError(
                 f"rollout of {self.ns}/{self.name} not complete within {timeout_s:.0f}s: "

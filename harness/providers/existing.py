@@ -160,7 +160,9 @@ def load_inventory(path: Path) -> Inventory:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"inventory {path} does not exist; see harness/providers/real-clusters.md for its format") from None
+        raise ConfigError(
+            f"inventory {path} does not exist; see harness/providers/real-clusters.md for its format"
+        ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"inventory {path} is not valid TOML: {exc}") from None
     except OSError as exc:

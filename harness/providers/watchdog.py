@@ -94,7 +94,7 @@ class Watchdog:
         while not self._stop.wait(self.interval_s):
             try:
                 self.tick()
-            except Exception as exc:  # noqa: BLE001 - the watchdog must outlive one bad tick
+            except Exception as exc:
                 log.warning("watchdog tick failed: %s", exc)
 
     def tick(self) -> None:

@@ -49,8 +49,9 @@ def test_misconfigured_cluster_fails_the_matching_scenario(
     for s in settings:
         argv += ["--set", s]
     argv += [target, "-p", "no:cacheprovider", "-o", "log_cli=true", "--log-cli-level=INFO", "-q"]
-    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=540, env=dict(os.environ),
-                          check=False)
+    proc = subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=540, env=dict(os.environ), check=False
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, f"expected the scenario to fail (exit 1), got {proc.returncode}:\n{out[-3000:]}"
     for text in expected:

@@ -88,13 +88,17 @@ def test_partition_isolates_the_node_and_heal_removes_every_rule(cluster: LocalC
         isolated = EtcdEndpoint("cp1", cluster.etcd_url("cp1"))
         # The harness itself is outside every node cgroup: it still reaches cp1, which soon cannot
         # commit (in-flight raft traffic may land for a moment, as on a real network).
-        wait_until("cp1 cannot commit", lambda: (not etcd.put("kubequake/test/isolated", "x", isolated,
-                                                               timeout=1.0).ok, ""), timeout=10)
+        wait_until(
+            "cp1 cannot commit",
+            lambda: (not etcd.put("kubequake/test/isolated", "x", isolated, timeout=1.0).ok, ""),
+            timeout=10,
+        )
         assert not any(etcd.put("kubequake/test/isolated", "x", isolated, timeout=1.0).ok for _ in range(3))
         inj.heal(rec)
         assert nf.rules() == []
-    wait_until("cp1 commits again", lambda: (etcd.put("kubequake/test/isolated", "y", isolated, timeout=2).ok, ""),
-               timeout=30)
+    wait_until(
+        "cp1 commits again", lambda: (etcd.put("kubequake/test/isolated", "y", isolated, timeout=2).ok, ""), timeout=30
+    )
 
 
 def test_power_off_black_holes_the_address(cluster: LocalCluster) -> None:
@@ -130,21 +134,35 @@ def test_kubequake_heal_undoes_what_a_crashed_run_left(cluster: LocalCluster) ->
         print("INJECTED", flush=True)
         os._exit(9)  # a crash: no finally, no heal
     """)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 9 and "INJECTED" in proc.stdout, proc.stderr
     assert cluster.node("cp2").state(Component.APISERVER) is ComponentState.EXITED
     assert len(Netfilter(cluster.cfg.name).rules()) == 4
     time.sleep(1.5)  # the node watchdog must respect the fault: the apiserver stays down
     assert cluster.node("cp2").state(Component.APISERVER) is ComponentState.EXITED
-    heal = subprocess.run([sys.executable, "-m", "harness.cli", "heal", *sets], cwd=ROOT, capture_output=True,
-                          text=True, timeout=180, env=dict(os.environ), check=False)
+    heal = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "heal", *sets],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=dict(os.environ),
+        check=False,
+    )
     assert heal.returncode == 0, heal.stdout + heal.stderr
     assert "healed: partition cp3" in heal.stdout and "healed: SIGKILL kube-apiserver on cp2" in heal.stdout
     assert heal.stdout.index("partition cp3") < heal.stdout.index("kube-apiserver on cp2"), "newest first"
     assert Netfilter(cluster.cfg.name).rules() == []
     assert cluster.node("cp2").state(Component.APISERVER) is ComponentState.RUNNING
-    again = subprocess.run([sys.executable, "-m", "harness.cli", "heal", *sets], cwd=ROOT, capture_output=True,
-                           text=True, timeout=60, check=False)
+    again = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "heal", *sets],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert again.returncode == 0 and "no fault in force" in again.stdout
     wait_healthy(cluster, timeout=60)

@@ -120,8 +120,16 @@ def test_journal_lists_unhealed_newest_first_and_survives_a_torn_line(tmp_path: 
 
 def test_budgets_follow_the_configured_timings() -> None:
     default = Budgets.for_config(build({}))
-    slow = Budgets.for_config(build({"etcd.election_timeout_ms": 5000, "leader_election.lease_duration_s": 60,
-                                     "leader_election.renew_deadline_s": 40, "load_balancer.fall": 6}))
+    slow = Budgets.for_config(
+        build(
+            {
+                "etcd.election_timeout_ms": 5000,
+                "leader_election.lease_duration_s": 60,
+                "leader_election.renew_deadline_s": 40,
+                "load_balancer.fall": 6,
+            }
+        )
+    )
     assert default.etcd_reelection_s == pytest.approx(4.0)
     assert slow.etcd_reelection_s == pytest.approx(12.0)
     assert slow.lease_handover_s - default.lease_handover_s == pytest.approx(45.0)
