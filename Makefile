@@ -7,10 +7,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 KQ := $(BIN)/kubequake
-DEB_PACKAGES := haproxy iptables iproute2 openssh-server openssh-client procps psmisc ca-certificates
+# haproxy: the LB; iptables: partitions and power-off black-holing; openssh-server: the SSH transport's
+# tests; chromium: opening the Allure report in tests; vagrant, vagrant-libvirt, ruby, shellcheck:
+# checking the Vagrantfile and provisioning scripts. Java (for the Allure 2 command line) and Node.js
+# with npm are taken from the machine when present, else from Debian.
+DEB_PACKAGES := haproxy iptables iproute2 openssh-server openssh-client procps psmisc ca-certificates \
+	chromium vagrant vagrant-libvirt ruby shellcheck
+NPM_DIR := harness/report/npm
+NPM_STAMP := $(NPM_DIR)/node_modules/.installed
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup system-packages venv binaries test unit integration lint demo bench clean down
+.PHONY: help setup system-packages venv binaries npm-tools test unit integration lint demo bench clean down
 
 help:
 	@echo "make demo   - set up, start the local HA cluster, run the resilience suites under traffic, report, tear down"
@@ -19,11 +26,13 @@ help:
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - performance figures (cluster up/down, memory, ...)"
 
-setup: system-packages venv binaries
+setup: system-packages venv binaries npm-tools
 
 # Debian packages: installed only when missing, so a warm machine skips apt entirely.
 system-packages:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v java >/dev/null || missing="$$missing default-jre-headless"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi; \
@@ -37,6 +46,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+# The Allure command line, pinned by package-lock.json, from the npm registry.
+npm-tools: $(NPM_STAMP)
+$(NPM_STAMP): $(NPM_DIR)/package.json $(NPM_DIR)/package-lock.json
+	npm ci --prefix $(NPM_DIR) --no-audit --no-fund --loglevel=error
+	touch $(NPM_STAMP)
 
 # Go builds land in ~/.cache/kubequake/<component>/<version>: once per machine, shared by every clone.
 binaries: venv
@@ -63,6 +78,7 @@ demo: setup
 
 bench: setup
 	$(BIN)/python benchmarks/cluster_lifecycle.py
+	$(BIN)/python benchmarks/traffic_throughput.py
 
 down: venv
 	$(KQ) down
