@@ -87,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
         "run", help="run the scenario suites on a cluster with these settings; remaining arguments go to pytest"
     )
     _add_cluster_args(run)
+
+    rp = sub.add_parser("report", help="generate the HTML report (Allure) and JUnit XML from Allure results")
+    rp.add_argument("--results", type=Path, default=Path("reports/allure-results"), help="Allure results directory")
+    rp.add_argument("--out", type=Path, default=Path("reports/allure-report"), help="HTML report directory")
     return p
 
 
@@ -273,6 +277,19 @@ def cmd_heal(args: argparse.Namespace) -> int:
     return EXIT_OK if all(o.healed for o in outcomes) else EXIT_FAIL
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report.generate import generate
+
+    rep = generate(args.results, args.out)
+    print(f"report (open in a browser): {rep.single_file or rep.index}")
+    print(f"report for CI or `allure open`: {rep.html_dir}")
+    print(f"JUnit XML: {rep.junit}")
+    print(
+        f"{rep.tests} tests" + (f", trends carried from {rep.history_files} history files" if rep.history_files else "")
+    )
+    return EXIT_OK
+
+
 COMMANDS = {
     "heal": cmd_heal,
     "up": cmd_up,
@@ -281,6 +298,7 @@ COMMANDS = {
     "kubeconfig": cmd_kubeconfig,
     "logs": cmd_logs,
     "binaries": cmd_binaries,
+    "report": cmd_report,
 }
 
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import allure
 from allure_commons._core import plugin_manager
 
-from harness.report.redact import redact
+from harness.report.redact import redact as redact_text
 
 if TYPE_CHECKING:
     from harness.checks.budgets import Verdict
@@ -88,16 +88,16 @@ def step(title: str) -> Iterator[None]:
 
 # -- raw attachments -------------------------------------------------------------------------
 def attach_text(name: str, text: str) -> None:
-    allure.attach(redact(text), name=name, attachment_type=allure.attachment_type.TEXT)
+    allure.attach(redact_text(text), name=name, attachment_type=allure.attachment_type.TEXT)
 
 
 def attach_json(name: str, data: Any) -> None:
     text = json.dumps(data, indent=2, default=str)
-    allure.attach(redact(text), name=name, attachment_type=allure.attachment_type.JSON)
+    allure.attach(redact_text(text), name=name, attachment_type=allure.attachment_type.JSON)
 
 
 def attach_html(name: str, html: str) -> None:
-    allure.attach(redact(html), name=name, attachment_type=allure.attachment_type.HTML)
+    allure.attach(redact_text(html), name=name, attachment_type=allure.attachment_type.HTML)
 
 
 def attach_csv(name: str, rows: Sequence[Mapping[str, object]]) -> None:
@@ -107,7 +107,7 @@ def attach_csv(name: str, rows: Sequence[Mapping[str, object]]) -> None:
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    allure.attach(redact(buf.getvalue()), name=name, attachment_type=allure.attachment_type.CSV)
+    allure.attach(redact_text(buf.getvalue()), name=name, attachment_type=allure.attachment_type.CSV)
 
 
 def attach_png(name: str, png: bytes) -> None:
@@ -315,6 +315,12 @@ def attach_scenario(run: Any, sources: Iterable[Any] = (), log_seconds: float = 
 
     t0 = phases[0].start if phases else None
     attach_text("fault journal (table)", fault_journal(records, t0))
+    verdicts = getattr(run, "verdicts", [])
+    if verdicts:
+        # finish() attaches the text table; the coloured one reads better on a shared screen.
+        from harness.report.tables import verdicts_html
+
+        attach_html("budgets vs measured (table)", verdicts_html(verdicts))
     if run.before is not None or run.after is not None:
         attach_member_table(run.before, run.after)
         attach_leader_changes(run.before, run.after)

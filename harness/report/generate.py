@@ -4,7 +4,7 @@ The command line comes from the npm registry (package allure-commandline, pinned
 harness/report/npm/package-lock.json, installed by `make setup` with `npm ci`); the package
 carries the Allure jar itself, so nothing is downloaded at install or run time. It runs on Java
 (Debian: default-jre-headless). Allure's usage statistics are switched off for every run
-(ALLURE_NO_ANALYTICS), so generating a report never touches the network.
+(ALLURE_NO_ANALYTICS): neither generating the report nor opening it touches the network.
 
 Two forms come out of one run:
 - <out>/ the classic report directory (index.html + data/ + history/): what CI publishes and
@@ -86,7 +86,9 @@ def run_allure(args: list[str], timeout: float = GENERATE_TIMEOUT_S) -> str:
     """Run the Allure command line; return its output or raise ReportError with it."""
     argv = [*allure_command(), *args]
     check_java()
-    env = {**os.environ, "ALLURE_NO_ANALYTICS": "1"}
+    # "true", not "1": the report template parses it with Boolean.parseBoolean, and anything else
+    # leaves a Google Tag Manager script in index.html.
+    env = {**os.environ, "ALLURE_NO_ANALYTICS": "true"}
     # A report run is a short-lived JVM: the quick compiler and serial GC use a third less CPU,
     # which matters on a 2-core machine that is still running a cluster.
     env.setdefault("JAVA_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")

@@ -1,0 +1,310 @@
+"""`make demo`: a local HA cluster, the resilience suites under traffic, the report, teardown.
+
+    python -m harness.demo [--config FILE] [--set KEY=VALUE ...] [--keep-cluster] [-- PYTEST ARGS]
+
+A newcomer's first command, so it shows everything and leaves nothing behind: it checks that
+the report tools are installed before spending a quarter of an hour, starts the cluster, runs
+the default suites (scenarios/) in a pytest subprocess with Allure results and JUnit XML,
+shows a line per test and phase while they run, generates the HTML report, prints a short
+verdict table, and tears the cluster down whatever happens (failure, Ctrl-C, SIGTERM).
+
+The cluster gets its own name and address block (kubequake-demo, 127.0.200.0/24) so a cluster
+started with `kubequake up` is never reused and then torn down by the demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from harness import binaries, config
+from harness.checks.budgets import Verdict
+from harness.errors import HarnessError
+from harness.report.environment import categorize
+from harness.report.progress import Event, ProgressReader
+from harness.report.tables import key_verdict, render
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_SETTINGS = ["name=kubequake-demo", "address_block=200"]
+EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Silence longer than this during a long step prints a "still ..." line, so the run never looks hung.
+HEARTBEAT_S = 20.0
+POLL_S = 0.5
+# After Ctrl-C pytest heals faults and stops the cluster; give it this long before killing it.
+INTERRUPT_GRACE_S = 120.0
+
+
+class Display:
+    """Line-per-event progress on stderr, with a heartbeat during long silent steps."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.start = time.monotonic()
+        self.last = self.start
+        self._lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            elapsed = int(time.monotonic() - self.start)
+            self.stream.write(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}\n")
+            self.stream.flush()
+            self.last = time.monotonic()
+
+    @contextlib.contextmanager
+    def working(self, what: str) -> Iterator[None]:
+        """Announce a step; while it runs, say so every HEARTBEAT_S of silence."""
+        began = time.monotonic()
+        self.line(what + " ...")
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(1.0):
+                if time.monotonic() - self.last >= HEARTBEAT_S:
+                    self.line(f"    still {what[0].lower() + what[1:]} ({time.monotonic() - began:.0f}s)")
+
+        t = threading.Thread(target=beat, name="demo-heartbeat", daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            t.join(2.0)
+        self.line(f"    done in {time.monotonic() - began:.0f}s")
+
+
+@dataclass
+class TestRow:
+    nodeid: str
+    name: str
+    outcome: str = "running"
+    message: str = ""
+    duration: float = 0.0
+    verdicts: list[Verdict] = field(default_factory=list)
+
+
+@dataclass
+class RunState:
+    """What the progress events said so far."""
+
+    total: int = 0
+    rows: dict[str, TestRow] = field(default_factory=dict)
+    current: str = ""
+    exitstatus: int | None = None
+
+    def apply(self, ev: Event, show: Display) -> None:
+        if ev.kind == "session":
+            self.total = int(ev.get("total", 0))
+            show.line(f"collected {self.total} scenario(s)")
+        elif ev.kind == "test":
+            nodeid = str(ev.get("nodeid"))
+            self.current = nodeid
+            self.rows[nodeid] = TestRow(nodeid, str(ev.get("name", nodeid)))
+            show.line(f"[{ev.get('index')}/{self.total or '?'}] {ev.get('name')}  ({nodeid.split('::')[0]})")
+        elif ev.kind == "step":
+            depth = int(ev.get("depth", 0))
+            if depth <= 1:
+                show.line(f"      {'  ' * depth}{ev.get('title')}")
+        elif ev.kind == "result":
+            nodeid = str(ev.get("nodeid"))
+            row = self.rows.setdefault(nodeid, TestRow(nodeid, nodeid.split("::")[-1]))
+            row.outcome = str(ev.get("outcome", "unknown"))
+            row.message = str(ev.get("message", ""))
+            row.duration = float(ev.get("duration", 0.0))
+            row.verdicts = [Verdict(**v) for v in ev.get("verdicts", []) if isinstance(v, dict)]
+            first = row.message.splitlines()[0] if row.message else ""
+            show.line(f"      -> {row.outcome.upper()} in {row.duration:.0f}s" + (f": {first[:100]}" if first else ""))
+        elif ev.kind == "finish":
+            self.exitstatus = int(ev.get("exitstatus", EXIT_ERROR))
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def verdict_table(rows: Sequence[TestRow]) -> str:
+    """scenario | result | key measurement vs budget | verdicts passed | category of a failure."""
+    body = []
+    for r in rows:
+        result = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP"}.get(r.outcome, r.outcome)
+        key = key_verdict(r.verdicts)
+        if key is None:
+            measured = _short(r.message.splitlines()[0], 60) if r.message else "-"
+        elif key.measured is None and key.budget is None:
+            measured = _short(f"{key.name}: {'ok' if key.passed else key.message}", 60)
+        else:
+            m = "never" if key.measured is None else f"{key.measured:.2f}{key.unit}"
+            b = "-" if key.budget is None else f"{key.budget:.2f}{key.unit}"
+            measured = _short(f"{key.name}: {m} (budget {b})", 60)
+        passed = f"{sum(v.passed for v in r.verdicts)}/{len(r.verdicts)}" if r.verdicts else "-"
+        status = "broken" if r.outcome == "error" else r.outcome
+        category = (categorize(r.message, status) or "") if r.outcome in ("failed", "error") else ""
+        body.append([_short(r.name, 48), result, measured, passed, category])
+    return render(["scenario", "result", "key measured vs budget", "verdicts", "category"], body)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m harness.demo",
+        description="start a local HA cluster, run the resilience suites under traffic, report, tear down",
+    )
+    p.add_argument("--config", type=Path, help="kubequake.toml with cluster settings")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    p.add_argument("--suites", type=Path, default=ROOT / "scenarios", help="suites to run (default: scenarios/)")
+    p.add_argument("--reports", type=Path, default=ROOT / "reports", help="where results and the report go")
+    p.add_argument("--keep-cluster", action="store_true", help="leave the cluster running afterwards")
+    p.add_argument("--max-minutes", type=float, default=90.0, help="stop the suites after this long")
+    return p
+
+
+def _stop_pytest(proc: subprocess.Popen[bytes], show: Display) -> None:
+    """Ask pytest to stop (SIGINT: it heals faults and tears down), then insist."""
+    if proc.poll() is not None:
+        return
+    show.line("stopping the suites (faults are healed first) ...")
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=INTERRUPT_GRACE_S)
+    except subprocess.TimeoutExpired:
+        show.line(f"the suites did not stop within {INTERRUPT_GRACE_S:.0f}s; killing them")
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def run_suites(
+    argv: list[str], progress: Path, log_path: Path, deadline_s: float, show: Display
+) -> tuple[int, RunState]:
+    """Run pytest in a subprocess, relaying its progress events; return its exit code and what it said."""
+    state = RunState()
+    reader = ProgressReader(progress)
+    with log_path.open("wb") as log_file:
+        # Same process group as the demo: Ctrl-C in the terminal reaches pytest directly.
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + deadline_s
+            with show.working("running the suites"):
+                while proc.poll() is None:
+                    for ev in reader.poll():
+                        state.apply(ev, show)
+                    if time.monotonic() > deadline:
+                        show.line(f"the suites ran longer than {deadline_s / 60:.0f} minutes")
+                        _stop_pytest(proc, show)
+                        break
+                    time.sleep(POLL_S)
+        except BaseException:
+            _stop_pytest(proc, show)
+            raise
+        finally:
+            for ev in reader.poll():
+                state.apply(ev, show)
+    return proc.wait(timeout=30), state
+
+
+def _sigterm_to_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
+    from harness.providers.local import LocalCluster
+    from harness.report.generate import allure_command, check_java, generate
+
+    parser = _parser()
+    args, pytest_args = parser.parse_known_args(argv)
+    pytest_args = [a for a in pytest_args if a != "--"]
+    # The library logs; the demo's own lines are the terminal output. Warnings still show.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    show = Display()
+    sets = [*DEMO_SETTINGS, *args.sets]
+    reports: Path = args.reports.resolve()
+    results, html, junit = reports / "allure-results", reports / "allure-report", reports / "junit.xml"
+    progress, pytest_log = reports / "demo-progress.jsonl", reports / "demo-pytest.log"
+    cluster: LocalCluster | None = None
+    code = EXIT_ERROR
+    state = RunState()
+    rep = None
+    try:
+        cfg = config.load(args.config, config.parse_set(sets))
+        # Fail in the first second, not after the suites: the report needs these at the end.
+        allure_command()
+        check_java()
+        with show.working("checking the pinned Kubernetes, etcd and KWOK builds"):
+            bins = binaries.ensure()
+        with show.working(f"starting the local HA cluster {cfg.name!r} ({cfg.control_planes} control planes)"):
+            cluster = LocalCluster(cfg, bins, detached=args.keep_cluster)
+            cluster.create()
+            # The suites' own process owns the watchdog while they run: two watchdogs would
+            # race to restart the same component.
+            if cluster.watchdog is not None:
+                cluster.watchdog.stop()
+        show.line(f"API through the load balancer: {cluster.lb_url()}")
+        reports.mkdir(parents=True, exist_ok=True)
+        progress.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "pytest", str(args.suites), "-p", "no:cacheprovider", "-q"]
+        cmd += [f"--alluredir={results}", "--clean-alluredir", f"--junitxml={junit}", f"--kq-progress={progress}"]
+        if args.config:
+            cmd += ["--kq-config", str(args.config)]
+        for s in sets:
+            cmd += ["--kq-set", s]
+        if args.keep_cluster:
+            cmd.append("--keep-cluster")
+        pytest_code, state = run_suites([*cmd, *pytest_args], progress, pytest_log, args.max_minutes * 60, show)
+        # pytest: 0 all passed, 1 some failed, 2 interrupted, 3-5 internal/usage/no tests.
+        code = {0: EXIT_OK, 1: EXIT_FAIL, 2: EXIT_INTERRUPTED}.get(pytest_code, EXIT_ERROR)
+        if pytest_code not in (0, 1):
+            show.line(f"pytest exited with code {pytest_code}; its output is in {pytest_log}")
+        if any(results.glob("*-result.json")):
+            with show.working("generating the Allure report"):
+                rep = generate(results, html, junit=junit)
+        else:
+            show.line(f"no results to report; see {pytest_log}")
+    except KeyboardInterrupt:
+        show.line("interrupted")
+        code = EXIT_INTERRUPTED
+    except HarnessError as exc:
+        show.line(f"error: {exc}")
+        code = exc.exit_code
+    finally:
+        if cluster is not None and not args.keep_cluster:
+            with show.working("tearing the cluster down"):
+                try:
+                    cluster.destroy()
+                except HarnessError as exc:
+                    show.line(f"teardown failed: {exc}")
+                    code = EXIT_ERROR
+        elif cluster is not None:
+            show.line(
+                f"cluster {cluster.cfg.name!r} left running (--keep-cluster); stop it with "
+                f"`kubequake down --set name={cluster.cfg.name}`"
+            )
+    out = sys.stdout
+    if state.rows:
+        out.write("\n" + verdict_table(list(state.rows.values())) + "\n\n")
+    if rep is not None:
+        out.write(f"report (open in a browser): {rep.single_file or rep.index}\n")
+        out.write(f"report for CI or `allure open`: {rep.html_dir}\n")
+        out.write(f"JUnit XML: {rep.junit}\n")
+    if pytest_log.is_file():
+        out.write(f"pytest output: {pytest_log}\n")
+    if code == EXIT_INTERRUPTED:
+        out.write(
+            "interrupted; the cluster was torn down. Re-run `make demo`, or make a report of what ran "
+            f"with `kubequake report --results {results}`\n"
+        )
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
