@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import binaries, config
-from harness.errors import ClusterError, HarnessError
+from harness.errors import ClusterError, ConfigError, HarnessError
 
 if TYPE_CHECKING:
     from harness.providers.local import LocalCluster
@@ -87,6 +87,18 @@ def _parser() -> argparse.ArgumentParser:
         "run", help="run the scenario suites on a cluster with these settings; remaining arguments go to pytest"
     )
     _add_cluster_args(run)
+
+    gt = sub.add_parser(
+        "gate",
+        help="pre-upgrade conformance gate on this cluster (brought up if not running); exit 0 pass, 1 fail, "
+        "2 could not run",
+    )
+    _add_cluster_args(gt)
+    gt.add_argument("--disruptive", action="store_true", help="also run the resilience suites (scenarios/)")
+    gt.add_argument("--min-cert-days", type=float, default=30.0, help="fail certificates expiring sooner (days)")
+    gt.add_argument("--junit", type=Path, default=Path("reports/gate-junit.xml"), help="JUnit XML output")
+    gt.add_argument("--alluredir", type=Path, default=Path("reports/allure-results"), help="Allure results")
+    gt.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a cluster the gate starts")
 
     rp = sub.add_parser("report", help="generate the HTML report (Allure) and JUnit XML from Allure results")
     rp.add_argument("--results", type=Path, default=Path("reports/allure-results"), help="Allure results directory")
@@ -262,6 +274,49 @@ def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
     return int(pytest.main([*quiet, *plugin_args, *targets]))
 
 
+def cmd_gate(args: argparse.Namespace) -> int:
+    from harness import gate, gate_suite
+    from harness.providers.local import LocalCluster
+
+    if not args.min_cert_days > 0:
+        raise ConfigError(f"--min-cert-days {args.min_cert_days:g}: give a number of days above 0")
+    cfg = _cluster_config(args)
+    running = _attach(args) if cfg.run_dir.is_dir() else None
+    owned = running is None or not running.running()
+    if owned:
+        print(f"cluster {cfg.name!r} is not running: bringing it up for the gate (torn down after)")
+        cluster = LocalCluster(cfg, binaries.ensure())
+        origin = "brought up for the gate, torn down after"
+    else:
+        assert running is not None
+        cluster, origin = running, "reused the running cluster, left running"
+        print(f"cluster {cfg.name!r} is running: the gate checks it as it runs (with its own settings)")
+    try:
+        if owned:
+            cluster.create(timeout=args.timeout)
+        rep = gate.run_gate(cluster, gate.GateOptions(min_cert_days=args.min_cert_days), origin)
+        if args.disruptive:
+            settings = [f"{k}={v}" for k, v in config.flatten(cluster.cfg.to_dict()).items()]
+            suites = gate_suite.run_resilience_suites(settings, args.alluredir)
+            rep.outcomes.append(gate.CheckOutcome("resilience", suites.verdict, suites.seconds))
+            rep.incomplete += [suites.incomplete] if suites.incomplete else []
+    finally:
+        if owned:
+            cluster.destroy()
+    junit = gate.write_junit(rep, args.junit)
+    if gate_suite.write_allure_results(rep.outcomes, args.alluredir) not in (EXIT_OK, EXIT_FAIL):
+        rep.incomplete.append(f"could not write the Allure results into {args.alluredir}")
+    print(gate.verdict_table(rep.outcomes))
+    print(f"cluster {cfg.name!r}: {origin}")
+    print(f"JUnit XML: {junit}; Allure results: {args.alluredir}")
+    for what in rep.incomplete:
+        print(f"INCOMPLETE: {what}")
+    failed = len(rep.failed)
+    word = {EXIT_OK: "PASSED", EXIT_FAIL: "FAILED"}.get(rep.exit_code, "COULD NOT COMPLETE")
+    print(f"gate {word}: {len(rep.outcomes) - failed} passed, {failed} failed")
+    return rep.exit_code
+
+
 def cmd_heal(args: argparse.Namespace) -> int:
     from harness.faults.heal import heal_from_journal
 
@@ -299,6 +354,7 @@ COMMANDS = {
     "logs": cmd_logs,
     "binaries": cmd_binaries,
     "report": cmd_report,
+    "gate": cmd_gate,
 }
 
 

@@ -62,6 +62,13 @@ class ApiServerSettings:
 
 
 @dataclass(frozen=True)
+class PkiSettings:
+    # Lifetime of every leaf certificate (CAs keep their own ten years). Short on purpose lets
+    # the pre-upgrade gate be shown to fail on certificates about to expire.
+    cert_validity_days: int = 365
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """Everything needed to render a local HA cluster."""
 
@@ -76,6 +83,7 @@ class ClusterConfig:
     leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
     load_balancer: LoadBalancerSettings = field(default_factory=LoadBalancerSettings)
     apiserver: ApiServerSettings = field(default_factory=ApiServerSettings)
+    pki: PkiSettings = field(default_factory=PkiSettings)
 
     @property
     def lb_address(self) -> str:
@@ -111,6 +119,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "leader_election": LeaderElectionSettings,
     "load_balancer": LoadBalancerSettings,
     "apiserver": ApiServerSettings,
+    "pki": PkiSettings,
 }
 
 
@@ -287,5 +296,9 @@ def validate(cfg: ClusterConfig) -> None:
         raise ConfigError(f"{node_ports} collide on each node's address: give each a different port")
     if lb.port == lb.stats_port:
         raise ConfigError("load_balancer.port and load_balancer.stats_port must differ")
+    if not 1 <= cfg.pki.cert_validity_days <= 3650:
+        raise ConfigError(
+            f"pki.cert_validity_days={cfg.pki.cert_validity_days}: choose 1 to 3650 (the CAs are valid for 3650)"
+        )
     if cfg.apiserver.etcd_servers not in ("local", "all"):
         raise ConfigError(f"apiserver.etcd_servers={cfg.apiserver.etcd_servers!r}: choose 'local' or 'all'")

@@ -223,7 +223,9 @@ class LocalCluster:
     def pki(self) -> pkimod.ClusterPKI:
         if self._pki is None:
             addrs = {n: self.cfg.node_address(i) for i, n in enumerate(self.cfg.node_names(), start=1)}
-            self._pki = pkimod.ensure_pki(self.run_dir / "pki", addrs, self.cfg.lb_address)
+            self._pki = pkimod.ensure_pki(
+                self.run_dir / "pki", addrs, self.cfg.lb_address, validity_days=self.cfg.pki.cert_validity_days
+            )
         return self._pki
 
     @property
