@@ -343,12 +343,13 @@ class Supervisor:
 
     def wait_exit(self, rec: ProcessRecord, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:  # checked at least once, also with timeout 0
             self._reap(rec.key)
             if record_gone(rec):
                 return True
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.02)
-        return False
 
     def stop(self, node: str, component: str, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after `timeout`; waits until the process is gone."""
@@ -392,11 +393,16 @@ class Supervisor:
                     os.kill(r.pid, signal.SIGCONT)
                     os.kill(r.pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            for r in group:
-                if not self.wait_exit(r, max(0.0, deadline - time.monotonic())):
-                    with contextlib.suppress(ProcessLookupError):
+            survivors = [r for r in group if not self.wait_exit(r, max(0.0, deadline - time.monotonic()))]
+            # SIGKILL every survivor at once, then wait: one at a time, each kill would wait for
+            # the previous process to finish exiting (hundreds of ms for a Go binary under load).
+            for r in survivors:
+                with contextlib.suppress(ProcessLookupError):
+                    if not record_gone(r):  # never a pid that has been reused meanwhile
                         os.kill(r.pid, signal.SIGKILL)
-                    self.wait_exit(r, 5.0)
+            kill_deadline = time.monotonic() + 5.0
+            for r in survivors:
+                self.wait_exit(r, max(0.0, kill_deadline - time.monotonic()))
         self._records.clear()
         self._popen.clear()
         self._save()

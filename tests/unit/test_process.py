@@ -222,6 +222,17 @@ def test_stop_all_kills_what_ignores_sigterm(run_dir: Path, sup: Supervisor) -> 
     assert not any(pid_alive(r.pid) for r in recs)
 
 
+def test_stop_all_without_grace_kills_everything_at_once(run_dir: Path, sup: Supervisor) -> None:
+    recs = [sup.start(spec(run_dir, f"stubborn{i}", TERM_IGNORING)) for i in range(4)]
+    recs.append(sup.start(spec(run_dir, "polite", TERM_AWARE)))
+    time.sleep(0.2)
+    start = time.monotonic()
+    sup.stop_all(timeout=0.0)
+    took = time.monotonic() - start
+    assert not any(pid_alive(r.pid) for r in recs)
+    assert took < 2.0, f"stop_all(timeout=0) took {took:.2f}s for five processes"
+
+
 def test_stop_all_after_the_run_directory_is_gone_is_safe(run_dir: Path, sup: Supervisor) -> None:
     sup.start(sleeper(run_dir))
     sup.stop_all(timeout=1.0)
