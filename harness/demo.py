@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import signal
 import subprocess
 import sys
@@ -56,9 +57,12 @@ class Display:
     def line(self, text: str) -> None:
         with self._lock:
             elapsed = int(time.monotonic() - self.start)
-            self.stream.write(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}\n")
-            self.stream.flush()
             self.last = time.monotonic()
+            # Best effort: a closed terminal or pipe (Ctrl-C also kills `| tee`) must never stop
+            # the demo from healing faults and tearing the cluster down.
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.write(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}\n")
+                self.stream.flush()
 
     @contextlib.contextmanager
     def working(self, what: str) -> Iterator[None]:
@@ -121,8 +125,8 @@ class RunState:
             row.message = str(ev.get("message", ""))
             row.duration = float(ev.get("duration", 0.0))
             row.verdicts = [Verdict(**v) for v in ev.get("verdicts", []) if isinstance(v, dict)]
-            first = row.message.splitlines()[0] if row.message else ""
-            show.line(f"      -> {row.outcome.upper()} in {row.duration:.0f}s" + (f": {first[:100]}" if first else ""))
+            first = _first_failure(row.message)
+            show.line(f"      -> {row.outcome.upper()} in {row.duration:.0f}s" + (f": {first[:110]}" if first else ""))
         elif ev.kind == "finish":
             self.exitstatus = int(ev.get("exitstatus", EXIT_ERROR))
 
@@ -131,25 +135,34 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _first_failure(message: str) -> str:
+    """The line that says what failed: the first FAIL verdict of a ScenarioFailed, else line one."""
+    lines = message.splitlines()
+    first = next((ln for ln in lines if ln.startswith("FAIL ")), lines[0] if lines else "")
+    # "harness.errors.HarnessError: cluster not ..." -> "cluster not ...": the words matter, not the type.
+    return re.sub(r"^[A-Za-z_][\w.]*(Error|Exception|Expired|Failed): ", "", first)
+
+
 def verdict_table(rows: Sequence[TestRow]) -> str:
-    """scenario | result | key measurement vs budget | verdicts passed | category of a failure."""
+    """scenario | result | key verdict | measured | budget | verdicts passed | category of a failure."""
     body = []
     for r in rows:
         result = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP"}.get(r.outcome, r.outcome)
         key = key_verdict(r.verdicts)
+        measured = budget = "-"
         if key is None:
-            measured = _short(r.message.splitlines()[0], 60) if r.message else "-"
+            what = _first_failure(r.message) or "-"
         elif key.measured is None and key.budget is None:
-            measured = _short(f"{key.name}: {'ok' if key.passed else key.message}", 60)
+            what = f"{key.name}: {'ok' if key.passed else key.message}"
         else:
-            m = "never" if key.measured is None else f"{key.measured:.2f}{key.unit}"
-            b = "-" if key.budget is None else f"{key.budget:.2f}{key.unit}"
-            measured = _short(f"{key.name}: {m} (budget {b})", 60)
+            what = key.name
+            measured = "never" if key.measured is None else f"{key.measured:.2f}{key.unit}"
+            budget = "-" if key.budget is None else f"{key.budget:.2f}{key.unit}"
         passed = f"{sum(v.passed for v in r.verdicts)}/{len(r.verdicts)}" if r.verdicts else "-"
         status = "broken" if r.outcome == "error" else r.outcome
         category = (categorize(r.message, status) or "") if r.outcome in ("failed", "error") else ""
-        body.append([_short(r.name, 48), result, measured, passed, category])
-    return render(["scenario", "result", "key measured vs budget", "verdicts", "category"], body)
+        body.append([_short(r.name, 48), result, _short(what, 44), measured, budget, passed, category])
+    return render(["scenario", "result", "key verdict", "measured", "budget", "verdicts", "category"], body)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -166,17 +179,32 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _stop_pytest(proc: subprocess.Popen[bytes], show: Display) -> None:
-    """Ask pytest to stop (SIGINT: it heals faults and tears down), then insist."""
+class _Interrupt:
+    """Where an interrupt came from: Ctrl-C reaches pytest too (same process group), SIGTERM only us."""
+
+    by_signal = False
+
+
+def _stop_pytest(proc: subprocess.Popen[bytes], show: Display, *, ask: bool) -> None:
+    """Let pytest heal its faults and tear down, then insist.
+
+    With `ask`, pytest is sent one SIGINT; without, it already has one from the terminal, and a
+    second would cut its teardown short.
+    """
     if proc.poll() is not None:
         return
     show.line("stopping the suites (faults are healed first) ...")
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGINT)
+    if ask:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=INTERRUPT_GRACE_S)
     except subprocess.TimeoutExpired:
-        show.line(f"the suites did not stop within {INTERRUPT_GRACE_S:.0f}s; killing them")
+        show.line(f"the suites did not stop within {INTERRUPT_GRACE_S:.0f}s; killing them (teardown cleans up)")
+        proc.kill()
+        proc.wait(timeout=30)
+    except KeyboardInterrupt:
+        # A second Ctrl-C: stop waiting; the cluster teardown that follows removes what is left.
         proc.kill()
         proc.wait(timeout=30)
 
@@ -198,11 +226,12 @@ def run_suites(
                         state.apply(ev, show)
                     if time.monotonic() > deadline:
                         show.line(f"the suites ran longer than {deadline_s / 60:.0f} minutes")
-                        _stop_pytest(proc, show)
+                        _stop_pytest(proc, show, ask=True)
                         break
                     time.sleep(POLL_S)
-        except BaseException:
-            _stop_pytest(proc, show)
+        except BaseException as exc:
+            # Ctrl-C reached pytest already; SIGTERM or an error of ours did not.
+            _stop_pytest(proc, show, ask=_Interrupt.by_signal or not isinstance(exc, KeyboardInterrupt))
             raise
         finally:
             for ev in reader.poll():
@@ -211,6 +240,7 @@ def run_suites(
 
 
 def _sigterm_to_interrupt(signum: int, frame: FrameType | None) -> None:
+    _Interrupt.by_signal = True
     raise KeyboardInterrupt(f"signal {signum}")
 
 

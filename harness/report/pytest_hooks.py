@@ -4,8 +4,8 @@ and progress events for a live display.
 - When a test that used the `scenario` fixture finishes its call phase (passed, failed or
   broken), its timeline plot, fault journal table, etcd members and leaders before/after and
   log excerpts around each fault are attached, so a scenario that broke halfway still tells
-  what it did. Traffic from the `traffic` fixture and sources passed to `report.observe` are
-  drawn on the timeline.
+  what it did. The scenario's traffic (ScenarioRun.traffic or the `traffic` fixture) and
+  sources passed to `report.observe` are drawn on the timeline.
 - With --alluredir, the session writes categories.json and environment.properties (versions and
   topology of the cluster the session used) into the results.
 - With --kq-progress FILE, every test start, step and result is appended to FILE as JSON lines.
@@ -155,9 +155,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if call.when == "call":
         run = _scenario_of(item)
         sources = report.take_observed()
-        traffic = getattr(item, "funcargs", {}).get("traffic")
-        if traffic is not None:
-            sources.insert(0, traffic)
+        # The scenario's own traffic (ScenarioRun.traffic) or the `traffic` fixture's: either is drawn.
+        for traffic in (getattr(item, "funcargs", {}).get("traffic"), getattr(run, "traffic", None)):
+            if traffic is not None and traffic not in sources:
+                sources.insert(0, traffic)
         if run is not None:
             try:
                 report.attach_scenario(run, sources)
