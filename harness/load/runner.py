@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import logging
 import math
 import os
@@ -38,85 +37,22 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.load.errors import LoadError
 from harness.load.settings import TrafficSettings
 from harness.providers.base import TLSClient
+from harness.spawn import die_with_parent, popen_surviving_thread
 
 log = logging.getLogger(__name__)
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # The checkout (or site-packages) directory that holds the `harness` package.
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-_PR_SET_PDEATHSIG = 1
 # Extra time past max_duration before the watchdog kills a run that ignored --run-time.
 WATCHDOG_GRACE_S = 20.0
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-# Loaded once in the parent: loading a library between fork and exec can deadlock on a loader
-# lock another thread held at the moment of the fork.
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: one prctl, no locks, no allocation.
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-class _Spawner:
-    """Starts Locust from a thread that lives as long as the harness process.
-
-    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process, so
-    traffic started from a short-lived thread (a thread pool, a timer) would be SIGKILLed when
-    that thread returned. The main thread forks directly; any other thread hands the fork over.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._jobs: list[tuple[Callable[[], subprocess.Popen[bytes]], list[object]]] = []
-        self._thread: threading.Thread | None = None
-
-    def popen(self, make: Callable[[], subprocess.Popen[bytes]], timeout: float = 30.0) -> subprocess.Popen[bytes]:
-        if threading.current_thread() is threading.main_thread():
-            return make()
-        box: list[object] = []
-        with self._cond:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="kubequake-locust-spawner", daemon=True)
-                self._thread.start()
-            self._jobs.append((make, box))
-            self._cond.notify_all()
-            if not self._cond.wait_for(lambda: bool(box), timeout):
-                with contextlib.suppress(ValueError):
-                    self._jobs.remove((make, box))
-                raise LoadError(f"the Locust spawner thread did not start a process within {timeout:.0f}s")
-        result = box[0]
-        if isinstance(result, BaseException):
-            raise result
-        assert isinstance(result, subprocess.Popen)
-        return result
-
-    def _loop(self) -> None:
-        # Lives as long as the process (daemon thread); each job is one Popen.
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: bool(self._jobs))
-                make, box = self._jobs.pop(0)
-            result: object
-            try:
-                result = make()
-            except BaseException as exc:  # handed back to the caller, raised there
-                result = exc
-            with self._cond:
-                box.append(result)
-                self._cond.notify_all()
-
-
-_SPAWNER = _Spawner()
 
 
 def free_loopback_port(host: str = "127.0.0.1") -> int:
@@ -179,12 +115,12 @@ class LocustProcess:
                     env=self.env,
                     cwd=str(PACKAGE_ROOT),
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,  # prctl only, no locks taken
+                    preexec_fn=die_with_parent,  # prctl only, no locks taken
                     close_fds=True,
                 )
 
             try:
-                self._popen = _SPAWNER.popen(make)
+                self._popen = popen_surviving_thread(make)
             except OSError as exc:
                 raise LoadError(f"cannot start Locust ({self.argv[0]}): {exc}") from None
         log.debug("started locust %s pid %d: %s", self.role, self._popen.pid, " ".join(self.argv))

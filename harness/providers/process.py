@@ -9,7 +9,6 @@ run left and never an unrelated process that happens to reuse the pid.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import enum
 import fcntl
 import json
@@ -25,13 +24,9 @@ from pathlib import Path
 
 from harness.errors import ClusterError
 from harness.providers.cgroups import join_cgroup
+from harness.spawn import die_with_parent, popen_surviving_thread
 
 log = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG = 1
-# Loaded once in the parent: dlopen between fork and exec can deadlock on the loader lock
-# another thread of the harness held at the moment of the fork.
-_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 class ComponentState(enum.StrEnum):
@@ -118,76 +113,19 @@ def record_gone(rec: ProcessRecord) -> bool:
     return ticks is None or ticks != rec.start_ticks or pid_gone(rec.pid)
 
 
-def _die_with_parent() -> None:
+def _child_setup(owned: bool, cgroup_procs: str | None) -> Callable[[], None] | None:
     # Children of a harness-owned cluster die with the harness even on SIGKILL of it, so a crashed
     # pytest cannot leave etcd and apiservers running. Detached clusters (`kubequake up`) skip this.
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def _child_setup(die_with_parent: bool, cgroup_procs: str | None) -> Callable[[], None] | None:
-    if not die_with_parent and cgroup_procs is None:
+    if not owned and cgroup_procs is None:
         return None
 
     def setup() -> None:
-        if die_with_parent:
-            _die_with_parent()
+        if owned:
+            die_with_parent()
         if cgroup_procs is not None:
             join_cgroup(cgroup_procs)
 
     return setup
-
-
-class _Spawner:
-    """Forks children from one thread that lives as long as the harness process.
-
-    The kernel sends PR_SET_PDEATHSIG when the *thread* that forked a child exits, not the
-    process. A component restarted from a short-lived thread (a timer that heals a fault, a
-    thread pool) would be SIGKILLed the moment that thread returned. The main thread lives as
-    long as the process, so it forks directly; every other thread hands the fork to this one.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._jobs: list[tuple[Callable[[], subprocess.Popen[bytes]], list[object]]] = []
-        self._thread: threading.Thread | None = None
-
-    def popen(self, make: Callable[[], subprocess.Popen[bytes]], timeout: float = 30.0) -> subprocess.Popen[bytes]:
-        if threading.current_thread() is threading.main_thread():
-            return make()
-        box: list[object] = []
-        with self._cond:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="kubequake-spawner", daemon=True)
-                self._thread.start()
-            self._jobs.append((make, box))
-            self._cond.notify_all()
-            if not self._cond.wait_for(lambda: bool(box), timeout):
-                with contextlib.suppress(ValueError):
-                    self._jobs.remove((make, box))
-                raise ClusterError(f"the process spawner thread did not start a process within {timeout:.0f}s")
-        result = box[0]
-        if isinstance(result, BaseException):
-            raise result
-        assert isinstance(result, subprocess.Popen)
-        return result
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: bool(self._jobs))
-                make, box = self._jobs.pop(0)
-            result: object
-            try:
-                result = make()
-            except BaseException as exc:
-                result = exc
-            with self._cond:
-                box.append(result)
-                self._cond.notify_all()
-
-
-_SPAWNER = _Spawner()
 
 
 class Supervisor:
@@ -317,7 +255,7 @@ class Supervisor:
                 )
 
             try:
-                popen = _SPAWNER.popen(make) if self.die_with_parent else make()
+                popen = popen_surviving_thread(make) if self.die_with_parent else make()
             except FileNotFoundError:
                 raise ClusterError(
                     f"cannot start {spec.key}: {spec.argv[0]} not found; build binaries with `kubequake binaries`"
