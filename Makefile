@@ -84,4 +84,5 @@ down: venv
 	$(KQ) down
 
 clean: down
-	rm -rf reports/allure-results reports/allure-report reports/junit.xml
+	rm -rf reports/allure-results reports/allure-report reports/allure-report.html reports/junit.xml \
+		reports/demo-progress.jsonl reports/demo-pytest.log reports/report-test reports/gate-junit.xml

@@ -140,8 +140,6 @@ class ScenarioRun:
                 if remaining > 0:
                     time.sleep(remaining)
             self.traffic.stop()
-            timeline = self.traffic.timeline()
-            report.attach_json("traffic timeline (per second)", timeline.to_dicts())
             if window is not None and self.slo_budget is not None:
                 for v in self.traffic.slo(self.slo_budget, window).verdicts:
                     if self.slo_include is None or v.name in self.slo_include:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from harness import report
 from harness.checks.availability import AvailabilitySampler
 from harness.checks.budgets import check, within
 from harness.checks.http import wait_until
@@ -54,6 +55,7 @@ def test_power_off_lease_holder(scenario: ScenarioRun, cluster: LocalCluster) ->
     with api_client(cluster.lb_url(), cluster.admin_tls(), timeout=2.0) as kapi:
         before = {lease: read_lease(kapi, lease) for lease in mine}
         with AvailabilitySampler({"lb": cluster.lb_url()}, cluster.admin_tls()) as api:
+            report.observe(api)
             time.sleep(1.0)
             with run.phase("inject"):
                 rec = run.inject(PowerOffNode(cluster, holder), baseline=api)
@@ -122,6 +124,7 @@ def test_kill_one_apiserver_lb_routes_around(scenario: ScenarioRun, cluster: Loc
     run.steady_state_before()
     victim = cluster.control_planes()[0].name
     with AvailabilitySampler({"lb": cluster.lb_url()}, cluster.admin_tls()) as api:
+        report.observe(api)
         time.sleep(1.0)
         with run.phase("inject"):
             rec = run.inject(KillComponent(cluster, victim, Component.APISERVER), baseline=api)

@@ -8,6 +8,7 @@ import uuid
 import pytest
 from kubernetes import client
 
+from harness import report
 from harness.checks.availability import AvailabilitySampler
 from harness.checks.budgets import MARGIN_S, check, within
 from harness.checks.etcd import EtcdClient, EtcdEndpoint, WriteProbe, hash_agreement
@@ -82,6 +83,7 @@ def test_kill_follower_writes_continue(scenario: ScenarioRun, cluster: LocalClus
         WriteProbe(etcd, endpoints(cluster, {follower}), prefix) as probe,
         AvailabilitySampler({"lb": cluster.lb_url()}, cluster.admin_tls()) as api,
     ):
+        report.observe(api)
         time.sleep(1.0)
         with run.phase("inject"):
             rec = run.inject(KillComponent(cluster, follower, Component.ETCD), baseline=api)
@@ -169,6 +171,7 @@ def test_lose_quorum_writes_fail_then_recover(scenario: ScenarioRun, cluster: Lo
         WriteProbe(etcd, endpoints(cluster, set(victims)), prefix, timeout_s=1.0) as probe,
         AvailabilitySampler({"lb": cluster.lb_url()}, cluster.admin_tls()) as api,
     ):
+        report.observe(api)
         time.sleep(1.0)
         with run.phase("inject"):
             recs = [

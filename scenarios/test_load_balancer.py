@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from harness import report
 from harness.checks.availability import AvailabilitySampler
 from harness.checks.budgets import check, within
 from harness.faults.catalog import kill_load_balancer
@@ -21,6 +22,7 @@ def test_kill_haproxy_and_recover(scenario: ScenarioRun, cluster: LocalCluster) 
     run.steady_state_before()
     targets = {"lb": cluster.lb_url(), **{n.name: cluster.apiserver_url(n.name) for n in cluster.control_planes()}}
     with AvailabilitySampler(targets, cluster.admin_tls()) as api:
+        report.observe(api)
         time.sleep(1.0)
         with run.phase("inject"):
             rec = run.inject(kill_load_balancer(cluster), baseline=api)
