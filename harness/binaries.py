@@ -191,13 +191,19 @@ def locate(bundles: list[GoBundle] | None = None) -> BinarySet:
             else:
                 missing.append(str(path))
         if bundle.data_dirs:
+            # KWOK's stage definitions sit beside bin/: <home>/stages in the cache, and likewise
+            # <KUBEQUAKE_BIN_DIR>/../stages for a directory laid out the same way.
             candidate = (override.parent if override else bundle.home) / "stages"
             if candidate.is_dir():
                 stage_dir = candidate
     if missing:
-        where = "KUBEQUAKE_BIN_DIR" if override else "the binary cache"
+        if override:
+            raise BinaryError(
+                f"missing binaries in KUBEQUAKE_BIN_DIR={override}: {', '.join(missing)}. Put your own builds "
+                "there, or unset KUBEQUAKE_BIN_DIR to use the cache that `kubequake binaries` builds."
+            )
         raise BinaryError(
-            f"missing binaries in {where}: {', '.join(missing)}. "
+            f"missing binaries in the binary cache: {', '.join(missing)}. "
             "Build them with `kubequake binaries` (needs Go 1.26+, takes a while the first time), "
             "or `make setup`."
         )
