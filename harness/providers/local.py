@@ -210,6 +210,7 @@ class LocalCluster:
         self._nodes = {s.name: LocalNode(self, s) for s in topology(cfg)}
         self._pki: pkimod.ClusterPKI | None = None
         self._signals_installed = False
+        self._stop_requested = threading.Event()
         self.watchdog: Watchdog | None = None
 
     # -- files -------------------------------------------------------------------------------
@@ -559,6 +560,7 @@ class LocalCluster:
         with self._sigterm_interrupts_startup():
             try:
                 self._start_all(timeout)
+                self._raise_if_stop_requested()
             except BaseException:
                 log.error("start-up failed; stopping everything that was started")
                 self.destroy()
@@ -613,6 +615,7 @@ class LocalCluster:
         `meanwhile` runs in the calling thread while the step's members come up, so API work
         that needs only what earlier steps started overlaps with this step's wait.
         """
+        self._raise_if_stop_requested()
         for n, component in members:
             self.supervisor.start(self.process_spec(n.name, component))
         errors: list[BaseException] = []
@@ -633,8 +636,13 @@ class LocalCluster:
                 t.start()
             if meanwhile is not None:
                 meanwhile()
+            self._raise_if_stop_requested()
+            give_up = deadline + 5
             for t in threads:
-                t.join(max(1.0, deadline - time.monotonic()) + 5)
+                # Short joins: a SIGTERM during start-up is noticed within 0.1 s.
+                while t.is_alive() and time.monotonic() < give_up:
+                    t.join(0.1)
+                    self._raise_if_stop_requested()
         finally:
             cancelled.set()
         if errors:
@@ -741,13 +749,21 @@ class LocalCluster:
             return
 
         def on_term(signum: int, frame: object) -> None:
-            raise KeyboardInterrupt(f"signal {signum}")
+            # Only a flag: an exception raised from a signal handler can land inside logging's or
+            # a pool's lock and leave it held, and the start-up threads would then wait forever.
+            # Start-up checks the flag at safe points and unwinds from there.
+            self._stop_requested.set()
 
+        self._stop_requested.clear()
         previous = signal.signal(signal.SIGTERM, on_term)
         try:
             yield
         finally:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+    def _raise_if_stop_requested(self) -> None:
+        if self._stop_requested.is_set():
+            raise KeyboardInterrupt("SIGTERM during start-up")
 
     def _atexit(self) -> None:
         with contextlib.suppress(HarnessError, OSError):
