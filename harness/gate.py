@@ -31,7 +31,7 @@ from cryptography import x509
 from harness import pki as pkimod
 from harness.checks.budgets import Budgets, Verdict, check
 from harness.checks.etcd import EtcdEndpoint
-from harness.checks.http import probe
+from harness.checks.http import loopback_session, probe
 from harness.checks.leaders import LEASED_COMPONENTS, leading_instances, read_lease
 from harness.checks.skew import Version, parse_version, skew_verdicts
 from harness.providers.base import TLSClient
@@ -222,7 +222,8 @@ def run_gate(cluster: LocalCluster, opts: GateOptions, origin: str) -> GateRepor
 
 
 def _get(url: str, tls: TLSClient) -> requests.Response:
-    resp = requests.get(url, verify=str(tls.ca), cert=(str(tls.cert), str(tls.key)), timeout=HTTP_TIMEOUT_S)
+    with loopback_session() as session:
+        resp = session.get(url, verify=str(tls.ca), cert=(str(tls.cert), str(tls.key)), timeout=HTTP_TIMEOUT_S)
     resp.raise_for_status()
     return resp
 

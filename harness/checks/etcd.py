@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import requests
 
+from harness.checks.http import loopback_session
 from harness.providers.base import TLSClient
 
 log = logging.getLogger(__name__)
@@ -66,13 +67,14 @@ class EtcdClient:
         self.timeout = timeout
 
     def _post(self, url: str, path: str, body: dict[str, object], timeout: float | None = None) -> dict[str, object]:
-        resp = requests.post(
-            f"{url}{path}",
-            json=body,
-            verify=str(self.tls.ca),
-            cert=(str(self.tls.cert), str(self.tls.key)),
-            timeout=timeout or self.timeout,
-        )
+        with loopback_session() as session:
+            resp = session.post(
+                f"{url}{path}",
+                json=body,
+                verify=str(self.tls.ca),
+                cert=(str(self.tls.cert), str(self.tls.key)),
+                timeout=timeout or self.timeout,
+            )
         data: dict[str, object] = resp.json() if resp.content else {}
         if resp.status_code != 200:
             raise requests.HTTPError(f"{path}: HTTP {resp.status_code}: {data.get('message') or resp.text[:200]}")

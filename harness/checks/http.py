@@ -15,6 +15,17 @@ from harness.providers.base import TLSClient
 log = logging.getLogger(__name__)
 
 
+def loopback_session() -> requests.Session:
+    """A session that ignores proxy and CA-bundle variables from the environment.
+
+    HTTPS_PROXY would send loopback traffic to a proxy, and REQUESTS_CA_BUNDLE would replace the
+    cluster's CA; neither may decide where a probe goes or what it trusts.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
 @dataclass(frozen=True)
 class ProbeResult:
     url: str
@@ -36,7 +47,8 @@ def probe(url: str, tls: TLSClient | None, timeout: float = 2.0, anonymous: bool
         if not anonymous:
             kwargs["cert"] = (str(tls.cert), str(tls.key))
     try:
-        resp = requests.get(url, **kwargs)  # type: ignore[arg-type]
+        with loopback_session() as session:
+            resp = session.get(url, **kwargs)  # type: ignore[arg-type]
     except requests.RequestException as exc:
         return ProbeResult(url, False, None, "", f"{type(exc).__name__}: {exc}", time.monotonic() - start)
     return ProbeResult(url, resp.status_code == 200, resp.status_code, resp.text[:2000], "", time.monotonic() - start)

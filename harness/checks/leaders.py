@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import requests
 from kubernetes import client
 
+from harness.checks.http import loopback_session
 from harness.providers.base import TLSClient
 
 LEASED_COMPONENTS = ("kube-controller-manager", "kube-scheduler")
@@ -43,7 +44,8 @@ def leading_instances(metrics_urls: dict[str, str], tls: TLSClient, lease: str, 
 
 def _full_body(url: str, tls: TLSClient, timeout: float) -> str:
     try:
-        resp = requests.get(url, verify=str(tls.ca), cert=(str(tls.cert), str(tls.key)), timeout=timeout)
+        with loopback_session() as session:
+            resp = session.get(url, verify=str(tls.ca), cert=(str(tls.cert), str(tls.key)), timeout=timeout)
     except requests.RequestException:
         return ""
     return resp.text if resp.status_code == 200 else ""
