@@ -238,7 +238,7 @@ def evaluate(
             )
         )
 
-    after_tl = timeline.window(after)
+    after_tl = timeline.issued_in(after)
     p99_after = after_tl.latency_percentile(99)
     if p99_after is None:
         verdicts.append(

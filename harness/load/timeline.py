@@ -165,6 +165,15 @@ class Timeline:
         """The same run seen through another wall-clock window (e.g. a fault window)."""
         return Timeline(self.records, Window.of(w), self._ends)
 
+    def issued_in(self, w: WindowLike) -> Timeline:
+        """Only the requests *sent* inside the window (and finished by its end).
+
+        A request sent during a fault that hangs and finishes after the heal belongs to the
+        fault: judging "latency after heal" by finish time would charge it to the recovery.
+        """
+        win = Window.of(w)
+        return Timeline(tuple(r for r in self.records if win.start <= r.start and r.end <= win.end), win)
+
     def after(self, t: float, seconds: float | None = None) -> Timeline:
         end = self.records[-1].end if self.records else t
         return self.window(Window(t, max(t, end if seconds is None else t + seconds)))

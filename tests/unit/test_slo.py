@@ -139,3 +139,17 @@ def test_budget_table_follows_the_cluster_config() -> None:
 def test_bad_budgets_are_refused(field: str, value: float) -> None:
     with pytest.raises(LoadError, match=field):
         dataclasses.replace(LOOSE, **{field: value})
+
+
+def test_p99_after_heal_counts_only_requests_sent_after_the_heal() -> None:
+    """A request that hung during the fault and finished after the heal belongs to the fault."""
+    fault = Window(T0 + 10, T0 + 16)
+    hung = [RequestRecord(T0 + 15, T0 + 21, "GET", "x", True, None, 200, 6000.0) for _ in range(20)]
+    recs = paced(T0, T0 + 10) + paced(T0 + 10, T0 + 16) + paced(T0 + 16, T0 + 40) + hung
+    budget = budget_for("etcd-leader-kill")
+    after = evaluate(Timeline.from_records(recs), fault, budget)["p99_after_heal"]
+    assert after.passed and after.measured is not None and after.measured < 100, after.message
+    # The same slow requests sent after the heal do count against it.
+    late = [dataclasses.replace(r, start=T0 + 17, end=T0 + 23) for r in hung]
+    after = evaluate(Timeline.from_records(recs[:-20] + late), fault, budget)["p99_after_heal"]
+    assert not after.passed and "exceeds budget" in after.message
