@@ -18,7 +18,7 @@ from harness.scenario import ScenarioRun
 pytestmark = [pytest.mark.disruptive, pytest.mark.partition, pytest.mark.etcd]
 
 
-@pytest.mark.slo("etcd-leader-kill")
+@pytest.mark.slo("etcd-partition")
 def test_isolate_etcd_leader(scenario: ScenarioRun, cluster: LocalCluster, etcd: EtcdClient) -> None:
     run = scenario
     run.steady_state_before()

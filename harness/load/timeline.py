@@ -165,14 +165,17 @@ class Timeline:
         """The same run seen through another wall-clock window (e.g. a fault window)."""
         return Timeline(self.records, Window.of(w), self._ends)
 
-    def issued_in(self, w: WindowLike) -> Timeline:
-        """Only the requests *sent* inside the window (and finished by its end).
+    def issued_in(self, w: WindowLike, finished_by: float | None = None) -> Timeline:
+        """Only the requests *sent* inside the window, finished by `finished_by` (default: its end).
 
         A request sent during a fault that hangs and finishes after the heal belongs to the
-        fault: judging "latency after heal" by finish time would charge it to the recovery.
+        fault: judging "latency after heal" by finish time would charge it to the recovery, and
+        judging "latency during the fault" by finish time would lose it.
         """
         win = Window.of(w)
-        return Timeline(tuple(r for r in self.records if win.start <= r.start and r.end <= win.end), win)
+        until = win.end if finished_by is None else finished_by
+        picked = tuple(r for r in self.records if win.start <= r.start < win.end and r.end <= until)
+        return Timeline(picked, Window(win.start, max(win.end, until)))
 
     def after(self, t: float, seconds: float | None = None) -> Timeline:
         end = self.records[-1].end if self.records else t

@@ -153,3 +153,12 @@ def test_p99_after_heal_counts_only_requests_sent_after_the_heal() -> None:
     late = [dataclasses.replace(r, start=T0 + 17, end=T0 + 23) for r in hung]
     after = evaluate(Timeline.from_records(recs[:-20] + late), fault, budget)["p99_after_heal"]
     assert not after.passed and "exceeds budget" in after.message
+
+
+def test_p99_during_the_fault_includes_requests_that_hung_past_the_heal() -> None:
+    fault = Window(T0 + 10, T0 + 16)
+    hung = [RequestRecord(T0 + 15, T0 + 21, "GET", "x", True, None, 200, 6000.0) for _ in range(20)]
+    recs = paced(T0, T0 + 10) + paced(T0 + 10, T0 + 16) + paced(T0 + 16, T0 + 40) + hung
+    during = evaluate(Timeline.from_records(recs), fault, budget_for("etcd-leader-kill"))["p99_during_fault"]
+    assert during.measured == pytest.approx(6000.0), during.message
+    assert not during.passed
