@@ -89,17 +89,20 @@ def budget_table(cfg: ClusterConfig | None = None) -> Mapping[str, SloBudget]:
                 max_p99_after_heal_ms=1000,
                 max_time_to_steady_s=lb_down + 10.0,
             ),
+            # In the stacked topology the apiserver beside a lost etcd member keeps taking requests
+            # until the LB's checks mark it down, and holds each until its etcd client gives up:
+            # a request sent in that window may take up to the mark-down time.
             "etcd-leader-kill": SloBudget(
                 max_error_ratio_during_fault=0.20,
                 max_unavailability_s=b.etcd_reelection_s + MARGIN_S,
-                max_p99_during_fault_ms=5000,
+                max_p99_during_fault_ms=lb_down * 1000,
                 max_p99_after_heal_ms=1000,
                 max_time_to_steady_s=20.0,
             ),
             "etcd-member-loss": SloBudget(
                 max_error_ratio_during_fault=0.35,
                 max_unavailability_s=max(lb_down, b.etcd_reelection_s) + MARGIN_S,
-                max_p99_during_fault_ms=5000,
+                max_p99_during_fault_ms=lb_down * 1000,
                 max_p99_after_heal_ms=1000,
                 max_time_to_steady_s=b.etcd_recovery_s / 2,
             ),
