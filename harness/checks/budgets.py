@@ -71,11 +71,5 @@ def within(name: str, measured: float | None, budget: float, unit: str = "s", wh
     return Verdict(name, measured, budget, unit, ok, msg)
 
 
-def exactly(name: str, measured: float, expected: float, unit: str = "", what: str = "") -> Verdict:
-    ok = measured == expected
-    msg = f"{what or name}: {measured:g}{unit}" + ("" if ok else f", expected {expected:g}{unit}")
-    return Verdict(name, measured, expected, unit, ok, msg)
-
-
 def check(name: str, ok: bool, message: str) -> Verdict:
     return Verdict(name, None, None, "", ok, message)

@@ -769,15 +769,3 @@ class LocalCluster:
         with contextlib.suppress(HarnessError, OSError):
             if self.run_dir.exists():
                 self.destroy()
-
-
-@contextlib.contextmanager
-def running_cluster(cfg: ClusterConfig, keep: bool = False, timeout: float = 180.0) -> Iterator[LocalCluster]:
-    """A cluster for the duration of a with-block; torn down afterwards unless `keep`."""
-    cluster = LocalCluster(cfg, detached=keep)
-    cluster.create(timeout)
-    try:
-        yield cluster
-    finally:
-        if not keep:
-            cluster.destroy()

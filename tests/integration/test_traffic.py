@@ -37,6 +37,7 @@ from harness.load.timeline import Window
 from harness.load.traffic import Traffic
 from harness.providers.base import Component, TLSClient
 from harness.providers.local import LocalCluster
+from tests.certs import self_signed_ca
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -69,26 +70,7 @@ def pid_alive(pid: int) -> bool:
 
 def self_signed(tmp: Path, cn: str) -> TLSClient:
     """A key and certificate no cluster CA ever signed (also usable as a bogus CA bundle)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / f"{cn}.crt", tmp / f"{cn}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    key_path.chmod(0o600)
+    cert_path, key_path = self_signed_ca(tmp, cn)
     return TLSClient(cert_path, cert_path, key_path)
 
 

@@ -6,7 +6,6 @@ so a config that HAProxy would refuse or warn about fails here, not at cluster c
 
 from __future__ import annotations
 
-import datetime
 import re
 import shutil
 import socket
@@ -17,10 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from harness.config import ClusterConfig, build
 from harness.errors import ClusterError, ConfigError
@@ -32,6 +27,7 @@ from harness.providers.haproxy import (
     render_haproxy_config,
     stats_over_socket,
 )
+from tests.certs import self_signed_ca
 
 HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").is_file() else None)
 needs_haproxy = pytest.mark.skipif(HAPROXY is None, reason="haproxy binary not installed (apt-get install haproxy)")
@@ -40,23 +36,8 @@ needs_haproxy = pytest.mark.skipif(HAPROXY is None, reason="haproxy binary not i
 @pytest.fixture(scope="module")
 def ca_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real self-signed CA: `verify required ca-file` makes HAProxy load it at parse time."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubequake-test-ca")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path = tmp_path_factory.mktemp("pki") / "ca.crt"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path
+    cert_path, _ = self_signed_ca(tmp_path_factory.mktemp("pki"), "kubequake-test-ca")
+    return cert_path
 
 
 Render = Callable[..., str]
