@@ -60,7 +60,7 @@ binaries: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy harness fixtures
+	$(BIN)/mypy harness fixtures scenarios
 
 unit: venv
 	$(BIN)/pytest tests/unit -q
@@ -70,7 +70,7 @@ integration: setup
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy harness fixtures
+	$(BIN)/mypy harness fixtures scenarios
 	$(BIN)/pytest tests -q -p no:cacheprovider
 
 demo: setup

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import binaries, config
+from harness import binaries, config, ctl
 from harness.errors import ClusterError, ConfigError, HarnessError
 
 if TYPE_CHECKING:
@@ -99,6 +99,30 @@ def _parser() -> argparse.ArgumentParser:
     gt.add_argument("--junit", type=Path, default=Path("reports/gate-junit.xml"), help="JUnit XML output")
     gt.add_argument("--alluredir", type=Path, default=Path("reports/allure-results"), help="Allure results")
     gt.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a cluster the gate starts")
+
+    ct = sub.add_parser(
+        "ctl",
+        help="act on one component or node of a running cluster (start, stop, kill, freeze, thaw, running, "
+        "ready, power-off, power-on, partition, heal-partition); for inventory command templates",
+    )
+    _add_cluster_args(ct)
+    ct.add_argument("node", metavar="NODE", help="node name, e.g. cp1 (see `kubequake status`)")
+    ct.add_argument("action", choices=ctl.ACTIONS, metavar="ACTION", help=", ".join(ctl.ACTIONS))
+    ct.add_argument(
+        "component",
+        nargs="?",
+        metavar="COMPONENT",
+        help=f"required by {', '.join(ctl.COMPONENT_ACTIONS)}; not allowed for the node actions",
+    )
+    ct.add_argument("--peers", metavar="ADDR[,ADDR...]", help="partition, heal-partition: peer addresses")
+    ct.add_argument("--one-way", action="store_true", help="partition: drop only what this node sends")
+    ct.add_argument("--blackhole", action="store_true", help="power-off: the address also stops answering")
+    ct.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="seconds to wait: start and power-on until ready (default 90), stop before SIGKILL (default 10)",
+    )
 
     rp = sub.add_parser("report", help="generate the HTML report (Allure) and JUnit XML from Allure results")
     rp.add_argument("--results", type=Path, default=Path("reports/allure-results"), help="Allure results directory")
@@ -332,6 +356,34 @@ def cmd_heal(args: argparse.Namespace) -> int:
     return EXIT_OK if all(o.healed for o in outcomes) else EXIT_FAIL
 
 
+def cmd_ctl(args: argparse.Namespace) -> int:
+    # The command line is checked before the cluster is attached: a malformed inventory template
+    # fails the same way whether or not the cluster runs.
+    request = ctl.build_request(
+        args.node,
+        args.action,
+        args.component,
+        peers=args.peers,
+        one_way=args.one_way,
+        blackhole=args.blackhole,
+        timeout=args.timeout,
+    )
+    # Called from command templates (over SSH), where success means silence: progress logged at
+    # INFO by the modules underneath (PKI reuse on start) is shown only with --verbose. Restored
+    # after, since main() may run inside another program (the unit tests) that keeps its logging.
+    root = logging.getLogger()
+    level = root.level
+    if not args.verbose:
+        root.setLevel(max(level, logging.WARNING))
+    try:
+        result = ctl.execute(_attach(args), request)
+    finally:
+        root.setLevel(level)
+    if result.output is not None:
+        print(result.output)
+    return EXIT_OK if result.ok else EXIT_FAIL
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.report.generate import generate
 
@@ -355,6 +407,7 @@ COMMANDS = {
     "binaries": cmd_binaries,
     "report": cmd_report,
     "gate": cmd_gate,
+    "ctl": cmd_ctl,
 }
 
 

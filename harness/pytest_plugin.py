@@ -28,7 +28,20 @@ MARKERS = {
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("kubequake", "kubequake HA cluster")
-    group.addoption("--provider", default="local", choices=["local"], help="where the cluster comes from")
+    group.addoption(
+        "--provider",
+        default="local",
+        choices=["local", "existing", "vagrant"],
+        help="where the cluster comes from: local processes (default), an existing cluster described by "
+        "--inventory, or the Vagrantfile's VMs",
+    )
+    group.addoption("--inventory", default=None, help="existing provider: the inventory TOML of the cluster")
+    group.addoption(
+        "--allow-disruptive",
+        action="store_true",
+        help="existing provider: allow faults even if the inventory does not set allow_disruptive = true",
+    )
+    group.addoption("--topology", default=None, help="vagrant provider: topology file (default: the shared one)")
     group.addoption("--keep-cluster", action="store_true", help="leave the cluster running after the session")
     group.addoption("--kq-config", default=None, help="kubequake.toml with cluster settings")
     group.addoption("--kq-set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
@@ -45,6 +58,15 @@ def pytest_configure(config: pytest.Config) -> None:
     except HarnessError as exc:
         raise pytest.UsageError(f"kubequake: {exc}") from None
     config.stash[BASE_CONFIG] = base
+    provider = config.getoption("--provider")
+    if provider == "existing" and not config.getoption("--inventory"):
+        raise pytest.UsageError(
+            "kubequake: --provider existing needs --inventory FILE (see harness/providers/real-clusters.md)"
+        )
+    if provider != "existing" and (config.getoption("--inventory") or config.getoption("--allow-disruptive")):
+        raise pytest.UsageError("kubequake: --inventory and --allow-disruptive apply to --provider existing only")
+    if provider != "vagrant" and config.getoption("--topology"):
+        raise pytest.UsageError("kubequake: --topology applies to --provider vagrant only")
 
 
 BASE_CONFIG = pytest.StashKey[kqconfig.ClusterConfig]()

@@ -23,7 +23,7 @@ from harness.faults.journal import FaultRecord
 from harness.status import ClusterStatus, collect, problems, wait_healthy
 
 if TYPE_CHECKING:
-    from harness.providers.local import LocalCluster
+    from harness.providers.base import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Phase:
 @dataclass
 class ScenarioRun:
     name: str
-    cluster: LocalCluster
+    cluster: Cluster
     budgets: Budgets
     injector: FaultInjector
     phases: list[Phase] = field(default_factory=list)

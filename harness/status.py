@@ -10,15 +10,18 @@ import contextlib
 import dataclasses
 import re
 import subprocess
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlparse
 
 from harness.checks.etcd import EtcdClient, EtcdEndpoint
 from harness.checks.http import probe, wait_until
-from harness.checks.leaders import LEASED_COMPONENTS, leading_instances
-from harness.providers.base import Component
-from harness.providers.local import KCM_PORT, SCHEDULER_PORT, LocalCluster
-from harness.providers.process import ComponentState
+from harness.checks.leaders import LEASED_COMPONENTS, leading_instances, read_lease
+from harness.errors import HarnessError
+from harness.kube import api_client
+from harness.providers.base import Cluster, Component, Node
+from harness.providers.local import LocalCluster, LocalNode
 
 SCHEMA_VERSION = 1
 
@@ -92,12 +95,12 @@ class ClusterStatus:
         return asdict(self)
 
 
-def etcd_client(cluster: LocalCluster, timeout: float = 2.0) -> EtcdClient:
+def etcd_client(cluster: Cluster, timeout: float = 2.0) -> EtcdClient:
     eps = [EtcdEndpoint(n.name, cluster.etcd_url(n.name)) for n in cluster.control_planes()]
     return EtcdClient(eps, cluster.etcd_tls(), timeout=timeout)
 
 
-def etcd_status(cluster: LocalCluster) -> EtcdStatus:
+def etcd_status(cluster: Cluster) -> EtcdStatus:
     ec = etcd_client(cluster)
     rows = ec.statuses()
     healthy = {r.name: ec.health(EtcdEndpoint(r.name, r.url)) if r.reachable else False for r in rows}
@@ -108,18 +111,43 @@ def etcd_status(cluster: LocalCluster) -> EtcdStatus:
     return EtcdStatus(members=members, quorum=quorum, leader=leader, size=size)
 
 
-def lease_leaders(cluster: LocalCluster, skip: frozenset[str] = frozenset()) -> dict[str, str | None]:
-    """Node of each lease's leader; `skip` leaves out nodes known to be dark (their probes would only time out)."""
+def lease_leaders(cluster: Cluster, skip: frozenset[str] = frozenset()) -> dict[str, str | None]:
+    """Node of each lease's leader; `skip` leaves out nodes known to be dark (their probes would only time out).
+
+    Each instance's own metrics say whether it leads; where they cannot be reached from here
+    (kubeadm binds the controllers to the node's loopback), the Lease's holderIdentity
+    (`<hostname>_<uuid>`) is matched against the node names instead.
+    """
     tls = cluster.admin_tls()
     out: dict[str, str | None] = {}
-    for lease, port in zip(LEASED_COMPONENTS, (KCM_PORT, SCHEDULER_PORT), strict=True):
-        urls = {n.name: f"https://{n.address}:{port}/metrics" for n in cluster.control_planes() if n.name not in skip}
-        leaders = leading_instances(urls, tls, lease)
+    for lease in LEASED_COMPONENTS:
+        component = Component(lease)
+        urls = {}
+        for n in cluster.control_planes():
+            url = cluster.metrics_url(n.name, component)
+            if url is not None and n.name not in skip:
+                urls[n.name] = url
+        leaders = leading_instances(urls, tls, lease) if urls else _leaders_by_lease(cluster, lease, skip)
         out[lease] = leaders[0] if len(leaders) == 1 else (",".join(leaders) if leaders else None)
     return out
 
 
-def component_versions(cluster: LocalCluster) -> dict[str, str]:
+def _leaders_by_lease(cluster: Cluster, lease: str, skip: frozenset[str]) -> list[str]:
+    with contextlib.suppress(Exception), api_client(cluster.lb_url(), cluster.admin_tls(), timeout=2.0) as api:
+        info = read_lease(api, lease)
+        if info is None or not info.holder:
+            return []
+        if info.renew_time is not None and time.time() - info.renew_time > info.lease_duration_s:
+            return []  # expired: nobody leads until another instance takes it
+        host = info.holder.split("_", 1)[0]
+        names = [n.name for n in cluster.control_planes() if n.name not in skip]
+        return [name for name in names if name == host or host.startswith(name + ".")] or [host]
+    return []
+
+
+def component_versions(cluster: Cluster) -> dict[str, str]:
+    if not isinstance(cluster, LocalCluster):
+        return {"kubernetes": _server_version(cluster)}
     versions = dict(cluster.bins.versions)
     out = {
         "kubernetes": versions.get("kubernetes", ""),
@@ -128,6 +156,12 @@ def component_versions(cluster: LocalCluster) -> dict[str, str]:
         "haproxy": haproxy_version(),
     }
     return out
+
+
+def _server_version(cluster: Cluster) -> str:
+    r = probe(f"{cluster.lb_url()}/version", cluster.admin_tls(), timeout=2.0)
+    m = re.search(r'"gitVersion":\s*"([^"]+)"', r.body) if r.ok else None
+    return m.group(1) if m else "unknown"
 
 
 def haproxy_version() -> str:
@@ -139,20 +173,29 @@ def haproxy_version() -> str:
     return "unknown"
 
 
-def collect(cluster: LocalCluster) -> ClusterStatus:
+def _component_status(n: Node, c: Component) -> ComponentStatus:
+    if isinstance(n, LocalNode):
+        return ComponentStatus(str(n.state(c)), n.pid(c))
+    try:
+        return ComponentStatus("running" if n.running(c) else "stopped", None)
+    except HarnessError as exc:
+        return ComponentStatus(f"unknown ({exc})", None)
+
+
+def collect(cluster: Cluster) -> ClusterStatus:
     nodes = []
     for n in cluster.nodes():
-        comps = {str(c): ComponentStatus(str(n.state(c)), n.pid(c)) for c in n.components()}
+        comps = {str(c): _component_status(n, c) for c in n.components()}
         nodes.append(NodeStatus(n.name, str(n.role), n.address, comps))
     tls = cluster.admin_tls()
     apiservers = []
     for n in cluster.control_planes():
-        running = n.state(Component.APISERVER) is ComponentState.RUNNING
+        running = comps_running(nodes, n.name, Component.APISERVER)
         ready = running and probe(f"{cluster.apiserver_url(n.name)}/readyz", tls, timeout=2.0).ok
         apiservers.append(ApiServerRow(n.name, ready))
     lb_ready = probe(f"{cluster.lb_url()}/readyz", tls, timeout=2.0).ok
     workers: list[WorkerRow] = []
-    if lb_ready and cluster.cfg.workers:
+    if lb_ready and cluster.cfg.workers and isinstance(cluster, LocalCluster):
         from harness.providers.workers import ready_workers, worker_names
 
         with contextlib.suppress(Exception):
@@ -167,12 +210,20 @@ def collect(cluster: LocalCluster) -> ClusterStatus:
         nodes=nodes,
         etcd=etcd,
         apiservers=apiservers,
-        load_balancer=LoadBalancerRow(cluster.cfg.lb_address, lb_ready),
+        load_balancer=LoadBalancerRow(urlparse(cluster.lb_url()).hostname or cluster.lb_url(), lb_ready),
         leaders=leaders,
         workers=workers,
         versions=component_versions(cluster),
     )
     return dataclasses.replace(st, healthy=not problems(st, cluster.cfg.leader_election.enabled))
+
+
+def comps_running(nodes: list[NodeStatus], node: str, component: Component) -> bool:
+    for n in nodes:
+        if n.name == node:
+            st = n.components.get(str(component))
+            return st is not None and st.state == "running"
+    return False
 
 
 def problems(st: ClusterStatus, leader_election: bool = True) -> list[str]:
@@ -200,7 +251,7 @@ def problems(st: ClusterStatus, leader_election: bool = True) -> list[str]:
     return out
 
 
-def wait_healthy(cluster: LocalCluster, timeout: float) -> ClusterStatus:
+def wait_healthy(cluster: Cluster, timeout: float) -> ClusterStatus:
     """Wait for the steady state; raise with what is still broken."""
     last: list[ClusterStatus] = []
 

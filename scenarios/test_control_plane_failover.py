@@ -15,22 +15,21 @@ from harness.checks.leaders import LeaseInfo, read_lease
 from harness.errors import HarnessError
 from harness.faults.catalog import KillComponent, PowerOffNode
 from harness.kube import api_client
-from harness.providers.base import Component
-from harness.providers.haproxy import parse_stats_csv, stats_over_socket
-from harness.providers.local import LocalCluster
+from harness.providers.base import Cluster, Component
+from harness.providers.haproxy import parse_stats_csv
 from harness.scenario import ScenarioRun
 from harness.status import lease_leaders
 
 pytestmark = [pytest.mark.disruptive, pytest.mark.control_plane]
 
 
-def lb_backends(cluster: LocalCluster) -> dict[str, str]:
-    rows = parse_stats_csv(stats_over_socket(cluster.haproxy_stats_socket()))
+def lb_backends(cluster: Cluster) -> dict[str, str]:
+    rows = parse_stats_csv(cluster.lb_stats_csv())
     return {r.server: r.status for r in rows if r.proxy == "apiservers"}
 
 
 @pytest.mark.slo("control-plane-node-loss")
-def test_power_off_lease_holder(scenario: ScenarioRun, cluster: LocalCluster) -> None:
+def test_power_off_lease_holder(scenario: ScenarioRun, cluster: Cluster) -> None:
     run = scenario
     run.steady_state_before()
     leaders = lease_leaders(cluster)
@@ -39,18 +38,19 @@ def test_power_off_lease_holder(scenario: ScenarioRun, cluster: LocalCluster) ->
         # Judged from the cluster, not from its config: no single fresh lease holder means every
         # instance runs its controllers at once, and nothing can hand over.
         with api_client(cluster.lb_url(), cluster.admin_tls(), timeout=2.0) as kapi:
-            lease = read_lease(kapi, "kube-controller-manager")
-        age = time.time() - lease.renew_time if lease and lease.renew_time else None
+            held = read_lease(kapi, "kube-controller-manager")
+        age = time.time() - held.renew_time if held and held.renew_time else None
         run.verdict(
             check(
                 "one kube-controller-manager holds the leader lease",
                 False,
                 f"leaders by instance metrics: {leaders}; lease: "
-                + (f"held by {lease.holder!r}, renewed {age:.0f}s ago" if lease and age is not None else "absent")
+                + (f"held by {held.holder!r}, renewed {age:.0f}s ago" if held and age is not None else "absent")
                 + ". Leader election is off or broken: every instance acts at once",
             )
         )
         run.finish()
+    assert holder is not None  # finish() above ends the scenario with its failed verdict
     mine = [lease for lease, node in leaders.items() if node == holder]
     with api_client(cluster.lb_url(), cluster.admin_tls(), timeout=2.0) as kapi:
         before = {lease: read_lease(kapi, lease) for lease in mine}
@@ -119,7 +119,7 @@ def test_power_off_lease_holder(scenario: ScenarioRun, cluster: LocalCluster) ->
 
 
 @pytest.mark.slo("apiserver-kill")
-def test_kill_one_apiserver_lb_routes_around(scenario: ScenarioRun, cluster: LocalCluster) -> None:
+def test_kill_one_apiserver_lb_routes_around(scenario: ScenarioRun, cluster: Cluster) -> None:
     run = scenario
     run.steady_state_before()
     victim = cluster.control_planes()[0].name

@@ -14,8 +14,7 @@ from harness.checks.budgets import MARGIN_S, check, within
 from harness.checks.etcd import EtcdClient, EtcdEndpoint, WriteProbe, hash_agreement
 from harness.checks.http import wait_until
 from harness.faults.catalog import KillComponent
-from harness.providers.base import Component
-from harness.providers.local import LocalCluster
+from harness.providers.base import Cluster, Component
 from harness.scenario import ScenarioRun
 from harness.status import etcd_client
 
@@ -24,7 +23,7 @@ pytestmark = [pytest.mark.disruptive, pytest.mark.etcd]
 OBSERVE_S = 4.0
 
 
-def endpoints(cluster: LocalCluster, exclude: set[str] = frozenset()) -> list[EtcdEndpoint]:  # type: ignore[assignment]
+def endpoints(cluster: Cluster, exclude: set[str] = frozenset()) -> list[EtcdEndpoint]:  # type: ignore[assignment]
     return [EtcdEndpoint(n.name, cluster.etcd_url(n.name)) for n in cluster.control_planes() if n.name not in exclude]
 
 
@@ -39,7 +38,7 @@ def current_leader(etcd: EtcdClient) -> str:
 API_WRITE_DEADLINE_S = 10.0
 
 
-def api_write_without_quorum(cluster: LocalCluster, node: str) -> tuple[str | None, float | None]:
+def api_write_without_quorum(cluster: Cluster, node: str) -> tuple[str | None, float | None]:
     """Create a ConfigMap through one apiserver: (error or None, seconds until it answered)."""
     tls = cluster.admin_tls()
     session = requests.Session()
@@ -85,7 +84,7 @@ def verify_after(run: ScenarioRun, etcd: EtcdClient, probe: WriteProbe) -> None:
 
 
 @pytest.mark.slo("etcd-member-loss")
-def test_kill_follower_writes_continue(scenario: ScenarioRun, cluster: LocalCluster, etcd: EtcdClient) -> None:
+def test_kill_follower_writes_continue(scenario: ScenarioRun, cluster: Cluster, etcd: EtcdClient) -> None:
     run = scenario
     run.steady_state_before()
     leader = current_leader(etcd)
@@ -127,7 +126,7 @@ def test_kill_follower_writes_continue(scenario: ScenarioRun, cluster: LocalClus
 
 
 @pytest.mark.slo("etcd-leader-kill")
-def test_kill_leader_new_leader_within_budget(scenario: ScenarioRun, cluster: LocalCluster, etcd: EtcdClient) -> None:
+def test_kill_leader_new_leader_within_budget(scenario: ScenarioRun, cluster: Cluster, etcd: EtcdClient) -> None:
     run = scenario
     run.steady_state_before()
     leader = current_leader(etcd)
@@ -172,7 +171,7 @@ def test_kill_leader_new_leader_within_budget(scenario: ScenarioRun, cluster: Lo
 
 @pytest.mark.slo("etcd-member-loss", only=["p99_after_heal", "time_to_steady_throughput"])
 @pytest.mark.quorum_loss
-def test_lose_quorum_writes_fail_then_recover(scenario: ScenarioRun, cluster: LocalCluster, etcd: EtcdClient) -> None:
+def test_lose_quorum_writes_fail_then_recover(scenario: ScenarioRun, cluster: Cluster, etcd: EtcdClient) -> None:
     run = scenario
     run.steady_state_before()
     names = [n.name for n in cluster.control_planes()]

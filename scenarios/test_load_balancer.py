@@ -10,14 +10,14 @@ from harness import report
 from harness.checks.availability import AvailabilitySampler
 from harness.checks.budgets import check, within
 from harness.faults.catalog import kill_load_balancer
-from harness.providers.local import LocalCluster
+from harness.providers.base import Cluster
 from harness.scenario import ScenarioRun
 
 pytestmark = [pytest.mark.disruptive, pytest.mark.lb]
 
 
 @pytest.mark.slo("lb-failover", only=["p99_after_heal", "time_to_steady_throughput"])
-def test_kill_haproxy_and_recover(scenario: ScenarioRun, cluster: LocalCluster) -> None:
+def test_kill_haproxy_and_recover(scenario: ScenarioRun, cluster: Cluster) -> None:
     run = scenario
     run.steady_state_before()
     targets = {"lb": cluster.lb_url(), **{n.name: cluster.apiserver_url(n.name) for n in cluster.control_planes()}}

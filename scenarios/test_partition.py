@@ -12,14 +12,14 @@ from harness.checks.budgets import check, within
 from harness.checks.etcd import EtcdClient, EtcdEndpoint, WriteProbe, hash_agreement
 from harness.checks.http import wait_until
 from harness.faults.catalog import PartitionNode
-from harness.providers.local import LocalCluster
+from harness.providers.base import Cluster
 from harness.scenario import ScenarioRun
 
 pytestmark = [pytest.mark.disruptive, pytest.mark.partition, pytest.mark.etcd]
 
 
 @pytest.mark.slo("etcd-partition")
-def test_isolate_etcd_leader(scenario: ScenarioRun, cluster: LocalCluster, etcd: EtcdClient) -> None:
+def test_isolate_etcd_leader(scenario: ScenarioRun, cluster: Cluster, etcd: EtcdClient) -> None:
     run = scenario
     run.steady_state_before()
     leader = etcd.leader()

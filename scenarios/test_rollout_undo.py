@@ -12,8 +12,7 @@ from harness.checks.budgets import check, within
 from harness.checks.http import wait_until
 from harness.checks.rollout import DeploymentWorkflow, Kubectl
 from harness.faults.catalog import KillComponent
-from harness.providers.base import Component
-from harness.providers.local import LocalCluster
+from harness.providers.base import Cluster, Component
 from harness.scenario import ScenarioRun
 from harness.status import lease_leaders
 
@@ -100,7 +99,7 @@ def test_rollout_history_and_undo(
 @pytest.mark.disruptive
 @pytest.mark.control_plane
 def test_rollout_survives_apiserver_and_controller_leader_kill(
-    scenario: ScenarioRun, cluster: LocalCluster, kubectl: Kubectl, kube: client.ApiClient, scratch_namespace: str
+    scenario: ScenarioRun, cluster: Cluster, kubectl: Kubectl, kube: client.ApiClient, scratch_namespace: str
 ) -> None:
     run = scenario
     run.steady_state_before()

@@ -1,8 +1,9 @@
 """The faults kubequake can inject, each with its undo, and rebuilt from the journal for `heal`.
 
-Process faults (kill, stop, freeze), node power, partitions and the load balancer all go
-through the provider's node interface; only the network rules need the local cluster's
-cgroups (see providers/cgroups.py for why loopback partitions match on cgroups).
+Every fault goes through the provider-neutral node interface (harness.providers.base.Node):
+the local provider signals processes and writes iptables rules for loopback addresses, the
+vagrant and existing providers act on real machines over SSH (crictl, systemd, iptables) and
+power VMs through the hypervisor or the inventory's commands.
 """
 
 from __future__ import annotations
@@ -12,12 +13,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import FaultError
-from harness.faults.netfilter import Netfilter, drop_between, drop_to
 from harness.providers.base import Component
-from harness.providers.process import ComponentState
 
 if TYPE_CHECKING:
-    from harness.providers.local import LocalCluster
+    from harness.providers.base import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ def _etcd_if(node: str, component: Component) -> set[str]:
 class KillComponent:
     """SIGKILL one component: a crash. Undo restarts it and waits until it is ready."""
 
-    cluster: LocalCluster
+    cluster: Cluster
     node: str
     component: Component
     kind: ClassVar[str] = "kill"
@@ -52,8 +51,8 @@ class KillComponent:
 
     def apply(self) -> None:
         n = self.cluster.node(self.node)
-        if n.state(self.component) is not ComponentState.RUNNING:
-            raise FaultError(f"cannot kill {self.target}: it is {n.state(self.component)}, not running")
+        if not n.running(self.component):
+            raise FaultError(f"cannot kill {self.target}: it is not running; heal the cluster first")
         n.kill(self.component)
 
     def heal(self) -> None:
@@ -73,8 +72,8 @@ class StopComponent(KillComponent):
 
     def apply(self) -> None:
         n = self.cluster.node(self.node)
-        if n.state(self.component) is not ComponentState.RUNNING:
-            raise FaultError(f"cannot stop {self.target}: it is {n.state(self.component)}, not running")
+        if not n.running(self.component):
+            raise FaultError(f"cannot stop {self.target}: it is not running; heal the cluster first")
         n.stop(self.component)
 
 
@@ -93,19 +92,21 @@ class FreezeComponent(KillComponent):
     def heal(self) -> None:
         n = self.cluster.node(self.node)
         n.thaw(self.component)
-        if n.state(self.component) is not ComponentState.RUNNING:
+        if not n.running(self.component):
             n.start(self.component, timeout=RESTART_TIMEOUT_S)
 
 
 @dataclass
 class PowerOffNode:
-    """All of a node's processes die at once and its address goes silent (DROP, not REJECT).
+    """All of a node's processes die at once and its address goes silent.
 
-    Killing the processes alone would answer every client with an instant reset; a powered-off
-    machine answers nothing, so clients and health checks wait for their timeouts.
+    On real machines the hypervisor (or the inventory's power command) pulls the plug. Locally
+    the processes are killed and, with `blackhole`, the address DROPs packets: killing alone
+    would answer every client with an instant reset, while a powered-off machine answers
+    nothing, so clients and health checks wait for their timeouts.
     """
 
-    cluster: LocalCluster
+    cluster: Cluster
     node: str
     blackhole: bool = True
     kind: ClassVar[str] = "power_off"
@@ -124,18 +125,16 @@ class PowerOffNode:
         n = self.cluster.node(self.node)
         return {self.node} if Component.ETCD in n.components() else set()
 
-    def _rule(self) -> list[str]:
-        return drop_to(self.cluster.node(self.node).address)
-
     def apply(self) -> None:
+        from harness.providers.local import LocalNode
+
         n = self.cluster.node(self.node)
-        if self.blackhole:
-            Netfilter(self.cluster.cfg.name).add(self._rule())
-        n.power_off()
+        if isinstance(n, LocalNode):
+            n.power_off(blackhole=self.blackhole)
+        else:
+            n.power_off()
 
     def heal(self) -> None:
-        if self.blackhole:
-            Netfilter(self.cluster.cfg.name).delete(self._rule())
         self.cluster.node(self.node).power_on(timeout=RESTART_TIMEOUT_S)
 
 
@@ -143,11 +142,12 @@ class PowerOffNode:
 class PartitionNode:
     """Cut a node off from its peers: symmetric, or one-way (only the packets it sends are dropped).
 
-    `peers` defaults to every other control-plane node and the load balancer's backends; the
-    harness itself (not in any node cgroup) still reaches every address, so observation goes on.
+    `peers` (node names) defaults to every other control-plane node. The rules match the peers'
+    addresses on the node itself, so the harness, reaching nodes by another path (loopback
+    outside any node cgroup, Vagrant's NAT port, a management address), keeps observing.
     """
 
-    cluster: LocalCluster
+    cluster: Cluster
     node: str
     peers: list[str] = field(default_factory=list)
     one_way: bool = False
@@ -172,40 +172,29 @@ class PartitionNode:
         # The isolated member is cut off from the majority: for quorum arithmetic it is gone.
         return {self.node}
 
-    def _rules(self) -> list[list[str]]:
-        nf = Netfilter(self.cluster.cfg.name)
-        if not nf.node_sources():
-            raise FaultError(
-                "partitions need each node's own source address (iptables source NAT on the node's cgroup), "
-                "which this cluster could not set up: run as root on a machine with cgroup v2 and iptables"
-            )
-        me = self.cluster.node(self.node).address
-        rules = []
-        for peer in self.peers:
-            peer_addr = self.cluster.node(peer).address
-            rules.append(drop_between(me, peer_addr))
-            if not self.one_way:
-                rules.append(drop_between(peer_addr, me))
-        return rules
+    def _peer_addresses(self) -> list[str]:
+        return [self.cluster.node(p).address for p in self.peers]
 
     def apply(self) -> None:
-        nf = Netfilter(self.cluster.cfg.name)
-        for rule in self._rules():
-            nf.add(rule)
         # Established connections are unaffected until they next send; DROP makes them time out,
         # exactly like a cable pulled between machines.
+        self.cluster.node(self.node).partition(self._peer_addresses(), one_way=self.one_way)
 
     def heal(self) -> None:
-        nf = Netfilter(self.cluster.cfg.name)
-        for rule in self._rules():
-            nf.delete(rule)
+        self.cluster.node(self.node).heal_partition(self._peer_addresses())
 
 
-def kill_load_balancer(cluster: LocalCluster) -> KillComponent:
-    return KillComponent(cluster, "lb", Component.HAPROXY)
+def kill_load_balancer(cluster: Cluster) -> KillComponent:
+    """Kill the HAProxy of the (first) load-balancer node."""
+    from harness.providers.base import Role
+
+    lb = next((n for n in cluster.nodes() if n.role is Role.LOAD_BALANCER), None)
+    if lb is None:
+        raise FaultError("this cluster lists no load-balancer node; add it to the inventory to fault the LB")
+    return KillComponent(cluster, lb.name, Component.HAPROXY)
 
 
-def from_record(cluster: LocalCluster, kind: str, params: dict[str, Any]) -> Any:
+def from_record(cluster: Cluster, kind: str, params: dict[str, Any]) -> Any:
     """Rebuild a journaled fault so its undo can run in a new process (`kubequake heal`)."""
     if kind in ("kill", "stop", "freeze"):
         cls = {"kill": KillComponent, "stop": StopComponent, "freeze": FreezeComponent}[kind]

@@ -23,9 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from harness import config as kqconfig
 from harness.errors import ClusterError, ConfigError, FaultError, HarnessError, TransportError
-from harness.providers.base import Component, Node, Provider, Role
-from harness.providers.remote import RemoteNode, RunsAs, controls_for
+from harness.providers.attached import Access, AttachedCluster, EtcdAccess
+from harness.providers.base import Cluster, Component, Node, Role
+from harness.providers.remote import (
+    COMPONENT_ACTIONS,
+    NODE_ACTIONS,
+    CommandTemplates,
+    RemoteNode,
+    RunsAs,
+    controls_for,
+)
 from harness.transport.local import LocalTransport
 from harness.transport.ssh import SSHTarget, SSHTransport
 
@@ -57,6 +66,9 @@ class InventoryNode:
     runs_as: RunsAs = RunsAs.STATIC_POD
     units: Mapping[Component, str] = field(default_factory=dict)
     power: PowerCommands | None = None
+    # Exactly these components, instead of the role's usual ones (e.g. an LB without keepalived).
+    components: tuple[Component, ...] | None = None
+    commands: CommandTemplates | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,9 @@ class Inventory:
     connect_timeout_s: float = 10.0
     connect_deadline_s: float = 30.0
     source: str = ""
+    access: Access = field(default_factory=Access)
+    # kubequake.toml settings the budgets are derived from (lease durations, LB checks...).
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     def node(self, name: str) -> InventoryNode:
         for n in self.nodes:
@@ -121,6 +136,33 @@ class _Table:
                 key, f'expected a command as a list of strings, e.g. ["virsh", "destroy", "cp1"], got {value!r}'
             )
         return tuple(value)
+
+    def components(self, key: str) -> tuple[Component, ...] | None:
+        if key not in self.data:
+            return None
+        value = self.data[key]
+        names = ", ".join(c.value for c in Component)
+        if not isinstance(value, list) or not value:
+            raise self.fail(key, f"expected a list of components ({names}), got {value!r}")
+        out = []
+        for v in value:
+            try:
+                out.append(Component(v))
+            except ValueError:
+                raise self.fail(key, f"{v!r} is not a component; choose from {names}") from None
+        return tuple(out)
+
+    def commands(self, key: str, inherited: CommandTemplates | None) -> CommandTemplates | None:
+        if key not in self.data:
+            return inherited
+        t = self.table(key)
+        allowed = (*COMPONENT_ACTIONS, "ready", *NODE_ACTIONS)
+        actions = dict(inherited.actions) if inherited else {}
+        for action in t.data:
+            if action not in allowed:
+                raise t.fail(action, f"not a command; choose from {', '.join(allowed)}")
+            actions[action] = t.argv(action)
+        return CommandTemplates(actions)
 
     def table(self, key: str) -> _Table:
         value = self.data.get(key, {})
@@ -183,6 +225,7 @@ def parse_inventory(data: Mapping[str, Any], source: str = "<memory>", base: Pat
     default_port = int(ssh.number("port", 22))
     host_key_checking = ssh.flag("host_key_checking", True)
     known_hosts = ssh.text("known_hosts", "")
+    default_commands = top.commands("commands", None)
 
     raw_nodes = data.get("nodes")
     if not isinstance(raw_nodes, list) or not raw_nodes:
@@ -223,8 +266,20 @@ def parse_inventory(data: Mapping[str, Any], source: str = "<memory>", base: Pat
                 runs_as=_runs_as(t, "runs_as", default_runs_as),
                 units={**default_units, **_units(t.table("units"))},
                 power=power,
+                components=t.components("components"),
+                commands=t.commands("commands", default_commands),
             )
         )
+        runs_as = nodes[-1].runs_as
+        commands = nodes[-1].commands
+        if runs_as is RunsAs.COMMAND:
+            missing = [a for a in COMPONENT_ACTIONS if commands is None or not commands.has(a)]
+            if missing:
+                raise t.fail(
+                    "runs_as",
+                    f"command needs start, stop, kill, freeze, thaw and running commands; {', '.join(missing)} "
+                    "missing from [commands] (or this node's commands table)",
+                )
     if not any(n.role is Role.CONTROL_PLANE for n in nodes):
         raise top.fail("nodes", "no control-plane node; list every control-plane machine so quorum faults add up")
     return Inventory(
@@ -238,7 +293,55 @@ def parse_inventory(data: Mapping[str, Any], source: str = "<memory>", base: Pat
         connect_timeout_s=ssh.number("connect_timeout_s", 10.0),
         connect_deadline_s=ssh.number("connect_deadline_s", 30.0),
         source=source,
+        access=_access(top, base),
+        settings=_settings(top),
     )
+
+
+def _access(top: _Table, base: Path) -> Access:
+    api = top.table("api")
+    etcd = top.table("etcd")
+    lb = top.table("load_balancer")
+    files = {k: etcd.text(k, "") for k in ("ca", "cert", "key")}
+    if any(files.values()) and not all(files.values()):
+        raise etcd.fail("ca", "give all of etcd.ca, etcd.cert and etcd.key, or none (then they are fetched by SSH)")
+    metrics = {}
+    mt = top.table("metrics")
+    for key in mt.data:
+        try:
+            component = Component(key)
+        except ValueError:
+            raise mt.fail(key, "not a component; use kube-controller-manager or kube-scheduler") from None
+        metrics[component] = mt.text(key)
+    lb_url = api.text("lb_url", "")
+    if lb_url and not lb_url.startswith("https://"):
+        raise api.fail("lb_url", f"{lb_url!r} is not an https:// URL")
+    return Access(
+        lb_url=lb_url,
+        apiserver_port=int(api.number("apiserver_port", 6443)),
+        etcd=EtcdAccess(
+            client_port=int(etcd.number("client_port", 2379)),
+            ca=_path(files["ca"], base) if files["ca"] else None,
+            cert=_path(files["cert"], base) if files["cert"] else None,
+            key=_path(files["key"], base) if files["key"] else None,
+        ),
+        lb_stats_url=lb.text("stats_url", Access.lb_stats_url),
+        metrics=metrics,
+    )
+
+
+def _settings(top: _Table) -> dict[str, Any]:
+    t = top.table("settings")
+    flat = kqconfig.flatten(dict(t.data))
+    known = kqconfig.known_keys()
+    for key in flat:
+        if key not in known or key in ("name", "control_planes", "workers", "address_block", "run_root"):
+            raise t.fail(
+                key,
+                "not a setting of an existing cluster; see kubequake.toml's etcd, leader_election, "
+                "load_balancer and apiserver sections",
+            )
+    return flat
 
 
 # -- what the API says ------------------------------------------------------------------------
@@ -254,6 +357,7 @@ class ClusterView(Protocol):
 
     def nodes(self) -> list[ApiNode]: ...
     def kube_system_uid(self) -> str: ...
+    def apiserver_addresses(self) -> list[str]: ...
 
 
 class KubeClusterView:
@@ -308,6 +412,15 @@ class KubeClusterView:
             )
         return out
 
+    def apiserver_addresses(self) -> list[str]:
+        """Where the apiservers say they serve: each one keeps its address in the `kubernetes` Service's endpoints."""
+
+        def read(core: Any) -> Any:
+            return core.read_namespaced_endpoints("kubernetes", "default", _request_timeout=self.timeout)
+
+        ep = self._call("read the kubernetes service's endpoints", read)
+        return sorted({a.ip for subset in ep.subsets or [] for a in subset.addresses or []})
+
     def kube_system_uid(self) -> str:
         ns = self._call(
             "read namespace kube-system", lambda core: core.read_namespace("kube-system", _request_timeout=self.timeout)
@@ -327,12 +440,23 @@ def inventory_problems(inv: Inventory, view: ClusterView) -> list[str]:
             )
     api = {n.name: n for n in view.nodes()}
     listed = {n.name: n for n in inv.nodes if n.role is not Role.LOAD_BALANCER}
+    # Control planes that run no kubelet (systemd-run control planes, "the hard way") have no
+    # Node object; their apiservers still publish their addresses in the `kubernetes` endpoints.
+    unregistered = [n for n in listed.values() if n.role is Role.CONTROL_PLANE and n.name not in api]
+    apiservers = view.apiserver_addresses() if unregistered else []
     for n in listed.values():
         a = api.get(n.name)
+        if a is None and n in unregistered and n.address in apiservers:
+            continue
         if a is None:
             problems.append(
                 f"node {n.name} is in the inventory but the API has no such node "
                 f"(it has {', '.join(sorted(api)) or 'none'})"
+                + (
+                    f" and no apiserver serves at {n.address} (they serve at {', '.join(apiservers) or 'none'})"
+                    if n in unregistered
+                    else ""
+                )
             )
             continue
         if n.address not in a.internal_ips:
@@ -344,6 +468,14 @@ def inventory_problems(inv: Inventory, view: ClusterView) -> list[str]:
             problems.append(f"node {n.name} is a control plane in the inventory but has no {CONTROL_PLANE_LABEL} label")
         if n.role is Role.WORKERS and a.control_plane:
             problems.append(f"node {n.name} is a worker in the inventory but the API labels it control-plane")
+    if unregistered:
+        covered = {n.address for n in listed.values() if n.role is Role.CONTROL_PLANE}
+        for address in apiservers:
+            if address not in covered:
+                problems.append(
+                    f"an apiserver serves at {address}, but no control plane of the inventory has that address; "
+                    "list every control plane, or quorum guards count wrong"
+                )
     for a in api.values():
         if a.control_plane and a.name not in listed:
             problems.append(
@@ -378,12 +510,28 @@ class CommandPower:
         self._run(node, "on", timeout)
 
 
+def existing_config(inv: Inventory) -> kqconfig.ClusterConfig:
+    """The settings budgets are judged by: the inventory's [settings] over kubeadm's defaults."""
+    name = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "-" for c in inv.cluster) or "existing"
+    values = {
+        **inv.settings,
+        "name": name,
+        "control_planes": sum(n.role is Role.CONTROL_PLANE for n in inv.nodes),
+        # Workers of an existing cluster are its own; kubequake simulates none there.
+        "workers": 0,
+    }
+    try:
+        return kqconfig.build(values)
+    except ConfigError as exc:
+        raise ConfigError(f"inventory {inv.source}: {exc}") from None
+
+
 # -- the provider -------------------------------------------------------------------------------
 class ExistingNode(RemoteNode):
     """A machine of a cluster kubequake did not create; every fault passes the cluster's guards."""
 
 
-class ExistingCluster:
+class ExistingCluster(AttachedCluster):
     """Attach to a cluster: create verifies, destroy only disconnects, faults need opt-in and a match."""
 
     name = "existing"
@@ -395,11 +543,17 @@ class ExistingCluster:
         view: ClusterView | None = None,
         allow_disruptive: bool | None = None,
         check_ssh_addresses: bool = True,
+        run_dir: Path | None = None,
     ) -> None:
+        super().__init__()
         self.inventory = inventory
         self.view = view or KubeClusterView(inventory.kubeconfig, inventory.context)
         self.allow_disruptive = inventory.allow_disruptive if allow_disruptive is None else allow_disruptive
         self.check_ssh_addresses = check_ssh_addresses
+        self.access = inventory.access
+        self.cfg = existing_config(inventory)
+        # The harness's own files for this cluster (journal, TLS copies, traffic records).
+        self.run_dir = run_dir or kqconfig.default_run_root() / "existing" / self.cfg.name
         self._problems: list[str] | None = None
         self._lock = threading.Lock()
         power = CommandPower({n.name: n.power for n in inventory.nodes if n.power is not None})
@@ -416,10 +570,14 @@ class ExistingCluster:
                 n.role,
                 n.address,
                 transport,
-                controls_for(n.role, n.runs_as, n.units),
+                controls_for(n.role, n.runs_as, n.units, components=n.components, commands=n.commands),
                 power=power if n.power is not None else None,
                 guard=self.guard,
+                commands=n.commands,
             )
+
+    def kubeconfig_context(self) -> str:
+        return self.inventory.context
 
     def nodes(self) -> list[ExistingNode]:
         return list(self._nodes.values())
@@ -439,16 +597,19 @@ class ExistingCluster:
     def ssh_address_problems(self) -> list[str]:
         problems = []
         for node in self._nodes.values():
+            # `ip route get` answers "local ..." exactly when the address is this host's own,
+            # including loopback ranges that no interface lists one by one.
             try:
-                res = node.run(["ip", "-o", "-4", "addr", "show"], SSH_CHECK_TIMEOUT_S)
+                res = node.run(["ip", "-o", "route", "get", node.address], SSH_CHECK_TIMEOUT_S)
             except TransportError as exc:
                 problems.append(f"node {node.name}: cannot check its addresses over SSH: {exc}")
                 continue
-            found = {part.split("/")[0] for line in res.stdout.splitlines() for part in line.split() if "/" in part}
-            if node.address not in found:
+            if not res.stdout.startswith("local "):
+                found = res.stdout.strip() or res.stderr.strip() or f"exit {res.exit_status}"
                 problems.append(
                     f"node {node.name}: SSH host {self.inventory.node(node.name).ssh} does not carry {node.address} "
-                    f"(it has {', '.join(sorted(found)) or 'no IPv4 address'}); the inventory's host is another machine"
+                    f"(`ip route get {node.address}` there says: {found[:160]}); the inventory's host is another "
+                    "machine"
                 )
         return problems
 
@@ -496,7 +657,7 @@ class ExistingCluster:
 
 if TYPE_CHECKING:
     # mypy proves the provider and its nodes keep to the contracts in harness.providers.base.
-    def _is_provider(c: ExistingCluster) -> Provider:
+    def _is_provider(c: ExistingCluster) -> Cluster:
         return c
 
     def _is_node(n: ExistingNode) -> Node:

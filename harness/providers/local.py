@@ -19,19 +19,27 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import binaries as binmod
 from harness import pki as pkimod
 from harness.checks.http import probe, wait_until
 from harness.config import ClusterConfig
-from harness.errors import ClusterError, ClusterRunningError, HarnessError, PortInUseError, TimeoutExpired
-from harness.faults.netfilter import Netfilter
+from harness.errors import (
+    ClusterError,
+    ClusterRunningError,
+    FaultError,
+    HarnessError,
+    PortInUseError,
+    TimeoutExpired,
+)
+from harness.faults.netfilter import Netfilter, drop_between, drop_to
 from harness.providers.base import CONTROL_PLANE_COMPONENTS, Component, Role, TLSClient
 from harness.providers.cgroups import node_cgroup, remove_cluster_cgroups
-from harness.providers.haproxy import Backend, render_haproxy_config
+from harness.providers.haproxy import Backend, render_haproxy_config, stats_over_socket
 from harness.providers.process import ComponentState, ProcessSpec, Supervisor, sweep
 from harness.providers.watchdog import Watchdog, hold, release
 from harness.transport.base import CommandResult
@@ -114,7 +122,7 @@ def _warm_api_client() -> None:
 
 
 class LocalNode:
-    """One node of the local cluster: its processes and its address."""
+    """One node of the local cluster: its processes and its address (a harness.providers.base.Node)."""
 
     def __init__(self, cluster: LocalCluster, spec: NodeSpec) -> None:
         self.cluster = cluster
@@ -138,6 +146,9 @@ class LocalNode:
 
     def pid(self, component: Component) -> int | None:
         return self.cluster.supervisor.pid(self.name, component)
+
+    def running(self, component: Component) -> bool:
+        return self.state(component) is ComponentState.RUNNING
 
     def start(self, component: Component, timeout: float = 60.0) -> None:
         sup = self.cluster.supervisor
@@ -179,8 +190,15 @@ class LocalNode:
                 )
             time.sleep(0.005)
 
-    def power_off(self) -> None:
-        """All of the node's processes die at once, as on a pulled plug; data stays on disk."""
+    def power_off(self, blackhole: bool = False) -> None:
+        """All of the node's processes die at once, as on a pulled plug; data stays on disk.
+
+        With `blackhole`, the node's address also goes silent (DROP, not REJECT): killing the
+        processes alone would answer every client with an instant reset, while a powered-off
+        machine answers nothing, so clients and health checks wait for their timeouts.
+        """
+        if blackhole:
+            Netfilter(self.cluster.cfg.name).add(drop_to(self.address))
         for component in self.spec.components:
             hold(self.cluster.run_dir, self.name, component)
         for component in self.spec.components:
@@ -189,10 +207,48 @@ class LocalNode:
             self.cluster.supervisor.kill(self.name, component)
 
     def power_on(self, timeout: float = 90.0) -> None:
-        """Boot the node's components in their start-up order and wait until each is ready."""
+        """Lift any black hole, boot the components in their start-up order and wait for each."""
         deadline = time.monotonic() + timeout
+        Netfilter(self.cluster.cfg.name).delete(drop_to(self.address))
         for component in self.spec.components:
             self.start(component, timeout=max(1.0, deadline - time.monotonic()))
+
+    # -- partitions --------------------------------------------------------------------------
+    def _partition_rules(self, peers: Sequence[str], one_way: bool) -> list[list[str]]:
+        rules = []
+        for peer in peers:
+            rules.append(drop_between(self.address, peer))
+            if not one_way:
+                rules.append(drop_between(peer, self.address))
+        return rules
+
+    def partition(self, peers: Sequence[str], one_way: bool = False) -> None:
+        """Drop what this node sends to the peer addresses (and, unless one_way, what they send it).
+
+        Matching on addresses works on loopback because each node's connections leave from its
+        own address (source NAT on its cgroup); the harness, in no node's cgroup, still reaches
+        every address, so observation goes on.
+        """
+        if not peers:
+            raise FaultError(f"{self.name}: a partition needs at least one peer address")
+        if self.address in peers:
+            raise FaultError(f"{self.name}: cannot partition a node from its own address {self.address}")
+        nf = Netfilter(self.cluster.cfg.name)
+        if not nf.node_sources():
+            raise FaultError(
+                "partitions need each node's own source address (iptables source NAT on the node's cgroup), "
+                "which this cluster could not set up: run as root on a machine with cgroup v2 and iptables"
+            )
+        for rule in self._partition_rules(peers, one_way):
+            nf.add(rule)
+
+    def heal_partition(self, peers: Sequence[str] | None = None) -> None:
+        """Remove the rules for `peers` (both directions), or for every other node when None."""
+        if peers is None:
+            peers = [n.address for n in self.cluster.nodes() if n.name != self.name]
+        nf = Netfilter(self.cluster.cfg.name)
+        for rule in self._partition_rules(peers, one_way=False):
+            nf.delete(rule)
 
 
 class LocalCluster:
@@ -421,6 +477,15 @@ class LocalCluster:
 
     def haproxy_stats_socket(self) -> Path:
         return self.run_dir / "lb" / "haproxy.sock"
+
+    def lb_stats_csv(self, timeout: float = 5.0) -> str:
+        return stats_over_socket(self.haproxy_stats_socket(), timeout=timeout)
+
+    def metrics_url(self, node: str, component: Component) -> str | None:
+        port = {Component.CONTROLLER_MANAGER: KCM_PORT, Component.SCHEDULER: SCHEDULER_PORT}.get(component)
+        if port is None:
+            return None
+        return f"https://{self.node(node).address}:{port}/metrics"
 
     def _haproxy_argv(self, spec: NodeSpec) -> list[str]:
         backends = [Backend(n.name, n.address, self.cfg.apiserver.port) for n in self.control_planes()]
@@ -769,3 +834,14 @@ class LocalCluster:
         with contextlib.suppress(HarnessError, OSError):
             if self.run_dir.exists():
                 self.destroy()
+
+
+if TYPE_CHECKING:
+    from harness.providers.base import Cluster, Node
+
+    # mypy proves the local provider keeps to the contracts scenarios and faults are written against.
+    def _is_cluster(c: LocalCluster) -> Cluster:
+        return c
+
+    def _is_node(n: LocalNode) -> Node:
+        return n

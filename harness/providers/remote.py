@@ -9,7 +9,10 @@ the node itself, so the cluster reacts as it would to a real failure:
 - systemd units (kubelet, containerd, haproxy, keepalived, or control-plane components run by
   systemd): systemctl start/stop, `systemctl kill --signal=SIGKILL`, and freeze/thaw through the
   cgroup freezer (`systemctl freeze`).
-- power goes through the provider (the hypervisor), partitions through iptables on the node.
+- commands (anything else: k3s, containers, a supervisor of one's own): the inventory gives
+  argv templates for start, stop, kill, freeze, thaw and running, run on the node over SSH.
+- power goes through the provider (the hypervisor), partitions through iptables on the node
+  (or through the inventory's partition commands).
 """
 
 from __future__ import annotations
@@ -60,6 +63,57 @@ SYSTEMD_UNITS: dict[Component, str] = {
 class RunsAs(enum.StrEnum):
     STATIC_POD = "static-pod"
     SYSTEMD = "systemd"
+    COMMAND = "command"
+
+
+# A template element that is exactly this is replaced by "--one-way" or left out.
+ONE_WAY_FLAG = "{one_way_flag}"
+COMPONENT_ACTIONS = ("start", "stop", "kill", "freeze", "thaw", "running")
+NODE_ACTIONS = ("partition", "heal_partition")
+_PLACEHOLDERS = ("{node}", "{component}", "{address}", "{peers}")
+
+
+@dataclass(frozen=True)
+class CommandTemplates:
+    """argv templates run on the node for components that are neither static pods nor systemd units.
+
+    Placeholders: {node}, {component}, {address} (the node's), {peers} (comma-separated
+    addresses, partitions only) and the element {one_way_flag}. `running` exits 0 when the
+    component runs; `ready` (optional, else `running`) exits 0 when it also answers.
+    """
+
+    actions: Mapping[str, tuple[str, ...]]
+
+    def has(self, action: str) -> bool:
+        return action in self.actions
+
+    def render(
+        self,
+        action: str,
+        *,
+        node: str,
+        address: str,
+        component: str = "",
+        peers: Sequence[str] = (),
+        one_way: bool = False,
+    ) -> list[str]:
+        try:
+            template = self.actions[action]
+        except KeyError:
+            raise ClusterError(
+                f"{node}: the inventory gives no `{action}` command for {component or 'this node'}"
+            ) from None
+        values = {"{node}": node, "{component}": component, "{address}": address, "{peers}": ",".join(peers)}
+        out = []
+        for part in template:
+            if part == ONE_WAY_FLAG:
+                if one_way:
+                    out.append("--one-way")
+                continue
+            for key, value in values.items():
+                part = part.replace(key, value)
+            out.append(part)
+        return out
 
 
 @dataclass(frozen=True)
@@ -69,6 +123,7 @@ class ComponentControl:
     component: Component
     runs_as: RunsAs
     unit: str = ""
+    commands: CommandTemplates | None = None
 
     @property
     def manifest(self) -> str:
@@ -88,13 +143,25 @@ def role_components(role: Role) -> tuple[Component, ...]:
 
 
 def controls_for(
-    role: Role, control_plane_runs_as: RunsAs = RunsAs.STATIC_POD, units: Mapping[Component, str] | None = None
+    role: Role,
+    control_plane_runs_as: RunsAs = RunsAs.STATIC_POD,
+    units: Mapping[Component, str] | None = None,
+    *,
+    components: Sequence[Component] | None = None,
+    commands: CommandTemplates | None = None,
 ) -> list[ComponentControl]:
-    """The components of a node of `role`; `units` overrides systemd unit names."""
+    """The components of a node of `role` (or exactly `components`); `units` overrides systemd unit names.
+
+    With RunsAs.COMMAND every component of the node is driven by `commands`.
+    """
     units = units or {}
     out = []
-    for c in role_components(role):
-        if c in STATIC_POD_COMPONENTS and control_plane_runs_as is RunsAs.STATIC_POD:
+    for c in components if components is not None else role_components(role):
+        if control_plane_runs_as is RunsAs.COMMAND:
+            if commands is None:
+                raise ClusterError(f"{c} runs by command, but no commands are given; add a [commands] table")
+            out.append(ComponentControl(c, RunsAs.COMMAND, commands=commands))
+        elif c in STATIC_POD_COMPONENTS and control_plane_runs_as is RunsAs.STATIC_POD:
             out.append(ComponentControl(c, RunsAs.STATIC_POD))
         else:
             out.append(ComponentControl(c, RunsAs.SYSTEMD, units.get(c, SYSTEMD_UNITS[c])))
@@ -138,6 +205,7 @@ class RemoteNode:
         power: PowerControl | None = None,
         guard: Callable[[str], None] | None = None,
         ssh_deadline_s: float = 120.0,
+        commands: CommandTemplates | None = None,
     ) -> None:
         self.name = name
         self.role = role
@@ -148,6 +216,8 @@ class RemoteNode:
         # Called with a description before every disruptive action; raises to refuse it.
         self._guard = guard
         self.ssh_deadline_s = ssh_deadline_s
+        # Node-level commands (partitions) when iptables on the node is not the way to cut it off.
+        self.commands = commands
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name}@{self.address})"
@@ -164,6 +234,10 @@ class RemoteNode:
                 f"{(res.stderr or res.stdout).strip()[-400:]}"
             )
         return res
+
+    def _command(self, ctl: ComponentControl, action: str) -> list[str]:
+        assert ctl.commands is not None  # controls_for guarantees it for RunsAs.COMMAND
+        return ctl.commands.render(action, node=self.name, address=self.address, component=ctl.component.value)
 
     def _check(self, what: str) -> None:
         if self._guard is not None:
@@ -234,6 +308,8 @@ class RemoteNode:
                         "(kubeadm init phase control-plane / etcd local) before starting it"
                     )
                 self._must(["mv", ctl.parked, ctl.manifest], f"restore the {component} manifest")
+        elif ctl.runs_as is RunsAs.COMMAND:
+            self._must(self._command(ctl, "start"), f"start {component}", timeout=max(1.0, timeout) + 5)
         else:
             self._must(["systemctl", "start", ctl.unit], f"start {ctl.unit}", timeout=max(1.0, timeout))
         self.wait_ready(component, max(1.0, deadline - time.monotonic()))
@@ -241,6 +317,9 @@ class RemoteNode:
     def stop(self, component: Component, timeout: float = 10.0) -> None:
         ctl = self.control(component)
         self._check(f"stop {component}")
+        if ctl.runs_as is RunsAs.COMMAND:
+            self._must(self._command(ctl, "stop"), f"stop {component}", timeout=max(1.0, timeout) + 5)
+            return
         if ctl.runs_as is RunsAs.SYSTEMD:
             self._must(["systemctl", "stop", ctl.unit], f"stop {ctl.unit}", timeout=max(1.0, timeout) + 5)
             return
@@ -262,6 +341,9 @@ class RemoteNode:
     def kill(self, component: Component) -> None:
         ctl = self.control(component)
         self._check(f"kill {component}")
+        if ctl.runs_as is RunsAs.COMMAND:
+            self._must(self._command(ctl, "kill"), f"kill {component}")
+            return
         if ctl.runs_as is RunsAs.SYSTEMD:
             self._must(["systemctl", "kill", "--signal=SIGKILL", ctl.unit], f"SIGKILL {ctl.unit}")
             return
@@ -271,6 +353,9 @@ class RemoteNode:
     def freeze(self, component: Component) -> None:
         ctl = self.control(component)
         self._check(f"freeze {component}")
+        if ctl.runs_as is RunsAs.COMMAND:
+            self._must(self._command(ctl, "freeze"), f"freeze {component}")
+            return
         if ctl.runs_as is RunsAs.SYSTEMD:
             self._must(["systemctl", "freeze", ctl.unit], f"freeze {ctl.unit}")
             return
@@ -279,6 +364,9 @@ class RemoteNode:
 
     def thaw(self, component: Component) -> None:
         ctl = self.control(component)
+        if ctl.runs_as is RunsAs.COMMAND:
+            self._must(self._command(ctl, "thaw"), f"thaw {component}")
+            return
         if ctl.runs_as is RunsAs.SYSTEMD:
             self._must(["systemctl", "thaw", ctl.unit], f"thaw {ctl.unit}")
             return
@@ -286,8 +374,22 @@ class RemoteNode:
         self._must(["kill", "-CONT", str(pid)], f"SIGCONT {component} (pid {pid})")
 
     # -- readiness ---------------------------------------------------------------------------
+    def running(self, component: Component) -> bool:
+        """The component's process runs (it may not answer yet); False when stopped, killed or frozen."""
+        ctl = self.control(component)
+        if ctl.runs_as is RunsAs.COMMAND:
+            return self.run(self._command(ctl, "running"), COMMAND_TIMEOUT_S).ok
+        if ctl.runs_as is RunsAs.SYSTEMD:
+            return self.run(["systemctl", "is-active", ctl.unit], COMMAND_TIMEOUT_S).stdout.strip() == "active"
+        return bool(self.container_ids(component))
+
     def component_ready(self, component: Component) -> tuple[bool, str]:
         ctl = self.control(component)
+        if ctl.runs_as is RunsAs.COMMAND:
+            assert ctl.commands is not None
+            action = "ready" if ctl.commands.has("ready") else "running"
+            res = self.run(self._command(ctl, action), COMMAND_TIMEOUT_S)
+            return res.ok, (res.stdout or res.stderr).strip()[-200:] or f"`{action}` exited {res.exit_status}"
         if ctl.runs_as is RunsAs.SYSTEMD:
             res = self.run(["systemctl", "is-active", ctl.unit], COMMAND_TIMEOUT_S)
             state = res.stdout.strip() or res.stderr.strip()
@@ -366,6 +468,10 @@ class RemoteNode:
         if self.address in peers:
             raise FaultError(f"{self.name}: cannot partition a node from its own address {self.address}")
         self._check(f"partition from {', '.join(peers)}")
+        if self.commands is not None and self.commands.has("partition"):
+            argv = self.commands.render("partition", node=self.name, address=self.address, peers=peers, one_way=one_way)
+            self._must(argv, "partition")
+            return
         self._ensure_chain()
         for rule in partition_rules(peers, one_way):
             if not self._iptables("-C", PARTITION_CHAIN, *rule).ok:
@@ -373,6 +479,10 @@ class RemoteNode:
 
     def heal_partition(self, peers: Sequence[str] | None = None) -> None:
         """Remove the rules for `peers`, or every partition rule and the chain when None."""
+        if self.commands is not None and self.commands.has("heal_partition"):
+            argv = self.commands.render("heal_partition", node=self.name, address=self.address, peers=peers or ())
+            self._must(argv, "heal the partition")
+            return
         if peers is not None:
             for rule in partition_rules(peers, one_way=False):
                 self._delete_all("-D", PARTITION_CHAIN, *rule)

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 import paramiko
 import vagrant as python_vagrant
 
-from harness.config import default_run_root
+from harness.config import ClusterConfig, default_run_root
 from harness.errors import ClusterError, TransportError
-from harness.providers.base import Node, Provider
+from harness.providers.attached import Access, AttachedCluster
+from harness.providers.base import Cluster, Node, Role
 from harness.providers.remote import RemoteNode, controls_for
 from harness.topology import Topology
 from harness.transport.base import CommandResult
@@ -412,7 +413,7 @@ class VagrantNode(RemoteNode):
     """A VM of the Vagrant cluster; its address is the private-network IP from the topology."""
 
 
-class VagrantCluster:
+class VagrantCluster(AttachedCluster):
     """The Vagrant HA cluster: create (idempotent), destroy (safe twice), status, nodes, kubeconfig."""
 
     name = "vagrant"
@@ -429,9 +430,15 @@ class VagrantCluster:
         ssh_connect_deadline: float = 120.0,
         ssh_sudo: bool = True,
     ) -> None:
+        super().__init__()
         self.topology = topology
         self.root = root
         self.run_dir = run_dir or default_run_root() / f"{topology.name}-vagrant"
+        # Budgets follow kubeadm's defaults, which the provisioning scripts keep (lease 15 s,
+        # HAProxy checks every 2 s, fall 3, rise 2).
+        cps = sum(n.role.role is Role.CONTROL_PLANE for n in topology.nodes)
+        self.cfg = ClusterConfig(name=topology.name, control_planes=cps, workers=0)
+        self.access = Access(lb_url=topology.api_url)
         source = Path(topology.source) if topology.source and Path(topology.source).is_file() else None
         self.cli = cli or VagrantCLI(
             root, topology_file=source, provider=provider or topology.provider, log_file=self.run_dir / "vagrant.log"
@@ -456,9 +463,6 @@ class VagrantCluster:
             return self._nodes[name]
         except KeyError:
             raise ClusterError(f"no node {name!r}; this cluster has {', '.join(self._nodes)}") from None
-
-    def lb_url(self) -> str:
-        return self.topology.api_url
 
     # -- ssh ---------------------------------------------------------------------------------
     def ssh_target(self, name: str) -> SSHTarget:
@@ -523,6 +527,11 @@ class VagrantCluster:
             )
         return path
 
+    def disconnect(self) -> None:
+        """Close the SSH connections; the VMs keep running."""
+        for n in self._nodes.values():
+            n.transport.close()
+
     def destroy(self) -> None:
         """Destroy every VM and forget the kubeconfig; destroying what is not there is a no-op."""
         for n in self._nodes.values():
@@ -534,7 +543,7 @@ class VagrantCluster:
 
 if TYPE_CHECKING:
     # mypy proves the provider and its nodes keep to the contracts in harness.providers.base.
-    def _is_provider(c: VagrantCluster) -> Provider:
+    def _is_provider(c: VagrantCluster) -> Cluster:
         return c
 
     def _is_node(n: VagrantNode) -> Node:

@@ -324,4 +324,6 @@ def attach_scenario(run: Any, sources: Iterable[Any] = (), log_seconds: float = 
     if run.before is not None or run.after is not None:
         attach_member_table(run.before, run.after)
         attach_leader_changes(run.before, run.after)
-    attach_log_excerpts(run.cluster, records, log_seconds)
+    if hasattr(run.cluster, "log_path"):
+        # Component logs are files only where kubequake runs the components (the local provider).
+        attach_log_excerpts(run.cluster, records, log_seconds)

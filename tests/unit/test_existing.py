@@ -84,9 +84,10 @@ def inventory(tmp_path: Path, text: str = INVENTORY) -> Inventory:
 
 
 class FakeView:
-    def __init__(self, nodes: list[ApiNode], uid: str = "uid-1") -> None:
+    def __init__(self, nodes: list[ApiNode], uid: str = "uid-1", apiservers: tuple[str, ...] = ()) -> None:
         self._nodes = nodes
         self.uid = uid
+        self.apiservers = apiservers
         self.calls = 0
 
     def nodes(self) -> list[ApiNode]:
@@ -95,6 +96,9 @@ class FakeView:
 
     def kube_system_uid(self) -> str:
         return self.uid
+
+    def apiserver_addresses(self) -> list[str]:
+        return list(self.apiservers)
 
 
 def matching_view() -> FakeView:
@@ -269,20 +273,38 @@ def test_faults_run_once_opted_in_and_verified_and_the_check_is_cached(tmp_path:
 
 def test_ssh_hosts_must_carry_the_address_the_api_reports(tmp_path: Path) -> None:
     c = ExistingCluster(inventory(tmp_path), view=matching_view(), check_ssh_addresses=True)
-    ip_output = {
-        "lb1": "2: eth0    inet 10.0.0.5/24 brd 10.0.0.255 scope global eth0\n",
-        "cp1": "2: eth0    inet 10.0.0.11/24 brd 10.0.0.255 scope global eth0\n",
-        "cp2": "2: eth0    inet 10.0.0.12/24 brd 10.0.0.255 scope global eth0\n",
-        # cp3's SSH host is a different machine than the API's cp3
-        "cp3": "1: lo    inet 127.0.0.1/8 scope host lo\n2: eth0    inet 10.0.0.99/24 scope global eth0\n",
-        "w1": "2: ens3    inet 10.0.0.21/24 scope global ens3\n",
+    # What `ip -o route get ADDRESS` prints on each host: "local" only where the address is its own.
+    route_output = {
+        "lb1": "local 10.0.0.5 dev lo table local src 10.0.0.5 uid 0 \\    cache <local> \n",
+        "cp1": "local 10.0.0.11 dev lo table local src 10.0.0.11 uid 0 \\    cache <local> \n",
+        "cp2": "local 10.0.0.12 dev lo table local src 10.0.0.12 uid 0 \\    cache <local> \n",
+        # cp3's SSH host is a different machine than the API's cp3: the address is a neighbour's
+        "cp3": "10.0.0.13 dev eth0 src 10.0.0.99 uid 0 \\    cache \n",
+        "w1": "local 10.0.0.21 dev lo table local src 10.0.0.21 uid 0 \\    cache <local> \n",
     }
     for n in c.nodes():
-        n.transport = RecordingTransport(ip_output[n.name])
+        n.transport = RecordingTransport(route_output[n.name])
     problems = c.verify()
     assert problems == [
-        "node cp3: SSH host ops@10.0.0.13:22 does not carry 10.0.0.13 (it has 10.0.0.99, 127.0.0.1); "
-        "the inventory's host is another machine"
+        "node cp3: SSH host ops@10.0.0.13:22 does not carry 10.0.0.13 (`ip route get 10.0.0.13` there says: "
+        "10.0.0.13 dev eth0 src 10.0.0.99 uid 0 \\    cache); the inventory's host is another machine"
+    ]
+    assert c.node("cp1").transport.calls == [["ip", "-o", "route", "get", "10.0.0.11"]]  # type: ignore[attr-defined]
+
+
+def test_a_control_plane_without_a_node_object_is_confirmed_by_the_apiserver_endpoints(tmp_path: Path) -> None:
+    view = matching_view()
+    view._nodes = [n for n in view._nodes if n.name != "cp3"]
+    view.apiservers = ("10.0.0.11", "10.0.0.12", "10.0.0.13")
+    c = ExistingCluster(inventory(tmp_path), view=view, check_ssh_addresses=False)
+    assert c.verify() == []
+    view.apiservers = ("10.0.0.11", "10.0.0.12", "10.0.0.14")
+    problems = c.verify(refresh=True)
+    assert problems == [
+        "node cp3 is in the inventory but the API has no such node (it has cp1, cp2, w1) and no apiserver serves "
+        "at 10.0.0.13 (they serve at 10.0.0.11, 10.0.0.12, 10.0.0.14)",
+        "an apiserver serves at 10.0.0.14, but no control plane of the inventory has that address; list every "
+        "control plane, or quorum guards count wrong",
     ]
 
 

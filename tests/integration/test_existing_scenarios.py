@@ -1,0 +1,86 @@
+"""The resilience scenarios run through the `existing` provider, over real SSH, against real components.
+
+The session's local cluster is described by an inventory (`kubequake inventory`) as a cluster
+kubequake did not create: every node is the loopback OpenSSH server the test starts, its
+components are driven by `kubequake ctl` commands run over SSH, power by the inventory's power
+commands, partitions by its partition commands, and TLS comes from the kubeconfig. A pytest
+subprocess then runs real scenario suites with `--provider existing`: the same path a staging
+run takes, down to the wrong-cluster checks and the opt-in guard.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from harness.faults.netfilter import Netfilter
+from harness.providers.local import LocalCluster
+from harness.providers.local_inventory import SSHAccess, inventory_for, to_toml
+from tests.integration.sshd_server import SSHServer, sshd, sshd_prepared
+
+__all__ = ["sshd", "sshd_prepared"]  # fixtures, imported for pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(1200)
+
+SCENARIOS = [
+    "scenarios/test_etcd_quorum.py::test_kill_follower_writes_continue",
+    "scenarios/test_control_plane_failover.py::test_kill_one_apiserver_lb_routes_around",
+    "scenarios/test_control_plane_failover.py::test_power_off_lease_holder",
+    "scenarios/test_partition.py",
+]
+
+
+def write_inventory(cluster: LocalCluster, sshd: SSHServer, path: Path, *, allow: bool) -> Path:
+    access = SSHAccess(host="127.0.0.1", port=sshd.port, user=sshd.user, key=sshd.client_key)
+    path.write_text(to_toml(inventory_for(cluster, access, allow_disruptive=allow)))
+    return path
+
+
+def run_suite(
+    cluster: LocalCluster, inventory: Path, tmp: Path, tests: list[str], timeout: float
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    junit = tmp / "junit.xml"
+    argv = [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider", f"--rootdir={REPO}"]
+    argv += ["--provider", "existing", "--inventory", str(inventory), f"--junitxml={junit}"]
+    argv += [f"--alluredir={tmp / 'allure'}"]
+    # The harness's own files for the attached cluster (TLS copies, journal) stay in tmp.
+    env = {**os.environ, "KUBEQUAKE_RUN_ROOT": str(tmp / "runs")}
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    outcomes: dict[str, str] = {}
+    if junit.is_file():
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            name = case.get("name", "")
+            kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+            outcomes[name] = kinds[0] if kinds else "passed"
+    return proc, outcomes
+
+
+def test_scenarios_pass_through_the_existing_provider(cluster: LocalCluster, sshd: SSHServer, tmp_path: Path) -> None:
+    inventory = write_inventory(cluster, sshd, tmp_path / "inventory.toml", allow=True)
+    proc, outcomes = run_suite(cluster, inventory, tmp_path, SCENARIOS, timeout=1000)
+    detail = f"\nstdout:\n{proc.stdout[-6000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, detail
+    assert outcomes == {
+        "test_kill_follower_writes_continue": "passed",
+        "test_kill_one_apiserver_lb_routes_around": "passed",
+        "test_power_off_lease_holder": "passed",
+        "test_isolate_etcd_leader": "passed",
+    }, detail
+    # Everything the faults did through SSH is undone: no partition or black-hole rule is left.
+    assert Netfilter(cluster.cfg.name).rules() == []
+
+
+def test_faults_are_refused_without_the_opt_in(cluster: LocalCluster, sshd: SSHServer, tmp_path: Path) -> None:
+    inventory = write_inventory(cluster, sshd, tmp_path / "inventory.toml", allow=False)
+    proc, outcomes = run_suite(cluster, inventory, tmp_path, [SCENARIOS[0]], timeout=300)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert outcomes == {"test_kill_follower_writes_continue": "failure"}
+    assert "disruptive actions are off" in proc.stdout
+    # The refused fault never reached the cluster: every etcd member still runs.
+    assert all(n.running(n.components()[0]) for n in cluster.control_planes())
