@@ -155,6 +155,9 @@ def _attach(args: argparse.Namespace, *, must_exist: bool = True) -> LocalCluste
                 f"`kubequake down --set name={cfg.name}`"
             ) from None
         flat = config.flatten(recorded)
+        # The directory found is where the cluster lives, whatever the recorded (often empty)
+        # run_root and this process's environment would resolve to.
+        flat["run_root"] = str(cfg.run_dir.parent)
         cfg = config.build({k: v for k, v in flat.items() if k in config.known_keys()})
     return LocalCluster(cfg, detached=True)
 

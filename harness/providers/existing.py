@@ -415,10 +415,20 @@ class KubeClusterView:
     def apiserver_addresses(self) -> list[str]:
         """Where the apiservers say they serve: each one keeps its address in the `kubernetes` Service's endpoints."""
 
+        from kubernetes.client import ApiException
+
         def read(core: Any) -> Any:
-            return core.read_namespaced_endpoints("kubernetes", "default", _request_timeout=self.timeout)
+            try:
+                return core.read_namespaced_endpoints("kubernetes", "default", _request_timeout=self.timeout)
+            except ApiException as exc:
+                # Apiservers advertising loopback addresses publish none: no endpoints, no addresses.
+                if exc.status == 404:
+                    return None
+                raise
 
         ep = self._call("read the kubernetes service's endpoints", read)
+        if ep is None:
+            return []
         return sorted({a.ip for subset in ep.subsets or [] for a in subset.addresses or []})
 
     def kube_system_uid(self) -> str:

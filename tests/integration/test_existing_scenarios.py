@@ -14,11 +14,15 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 
 from harness.faults.netfilter import Netfilter
+from harness.kube import api_client
+from harness.providers.existing import CONTROL_PLANE_LABEL
 from harness.providers.local import LocalCluster
 from harness.providers.local_inventory import SSHAccess, inventory_for, to_toml
 from tests.integration.sshd_server import SSHServer, sshd, sshd_prepared
@@ -34,6 +38,35 @@ SCENARIOS = [
     "scenarios/test_control_plane_failover.py::test_power_off_lease_holder",
     "scenarios/test_partition.py",
 ]
+
+
+@pytest.fixture
+def registered_control_planes(cluster: LocalCluster) -> Iterator[None]:
+    """Node objects for the control planes, as their kubelets would register them on a kubeadm cluster.
+
+    The local control planes run no kubelet, and apiservers on loopback addresses publish no
+    `kubernetes` endpoints, so without these the wrong-cluster check (rightly) finds no API
+    evidence of the inventory's control planes.
+    """
+    with api_client(cluster.lb_url(), cluster.admin_tls()) as api:
+        core = client.CoreV1Api(api)
+        made = []
+        try:
+            for n in cluster.control_planes():
+                core.create_node(
+                    client.V1Node(
+                        metadata=client.V1ObjectMeta(name=n.name, labels={CONTROL_PLANE_LABEL: ""}),
+                        spec=client.V1NodeSpec(taints=[client.V1Taint(key=CONTROL_PLANE_LABEL, effect="NoSchedule")]),
+                        status=client.V1NodeStatus(
+                            addresses=[client.V1NodeAddress(type="InternalIP", address=n.address)]
+                        ),
+                    )
+                )
+                made.append(n.name)
+            yield
+        finally:
+            for name in made:
+                core.delete_node(name, _request_timeout=10)
 
 
 def write_inventory(cluster: LocalCluster, sshd: SSHServer, path: Path, *, allow: bool) -> Path:
@@ -61,6 +94,7 @@ def run_suite(
     return proc, outcomes
 
 
+@pytest.mark.usefixtures("registered_control_planes")
 def test_scenarios_pass_through_the_existing_provider(cluster: LocalCluster, sshd: SSHServer, tmp_path: Path) -> None:
     inventory = write_inventory(cluster, sshd, tmp_path / "inventory.toml", allow=True)
     proc, outcomes = run_suite(cluster, inventory, tmp_path, SCENARIOS, timeout=1000)
@@ -76,6 +110,7 @@ def test_scenarios_pass_through_the_existing_provider(cluster: LocalCluster, ssh
     assert Netfilter(cluster.cfg.name).rules() == []
 
 
+@pytest.mark.usefixtures("registered_control_planes")
 def test_faults_are_refused_without_the_opt_in(cluster: LocalCluster, sshd: SSHServer, tmp_path: Path) -> None:
     inventory = write_inventory(cluster, sshd, tmp_path / "inventory.toml", allow=False)
     proc, outcomes = run_suite(cluster, inventory, tmp_path, [SCENARIOS[0]], timeout=300)
