@@ -100,6 +100,19 @@ def _parser() -> argparse.ArgumentParser:
     gt.add_argument("--alluredir", type=Path, default=Path("reports/allure-results"), help="Allure results")
     gt.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a cluster the gate starts")
 
+    inv = sub.add_parser(
+        "inventory",
+        help="write an existing-provider inventory describing this local cluster (nodes reached over SSH)",
+    )
+    _add_cluster_args(inv)
+    inv.add_argument("--out", type=Path, required=True, help="inventory TOML to write")
+    inv.add_argument("--ssh-host", default="127.0.0.1", help="SSH host of every node (this machine)")
+    inv.add_argument("--ssh-port", type=int, default=22, help="SSH port")
+    inv.add_argument("--ssh-user", default="root", help="SSH user (needs to run kubequake ctl)")
+    inv.add_argument("--ssh-key", type=Path, default=None, help="private key file")
+    inv.add_argument("--known-hosts", type=Path, default=None, help="known_hosts file (else host keys unchecked)")
+    inv.add_argument("--allow-disruptive", action="store_true", help="set allow_disruptive = true")
+
     ct = sub.add_parser(
         "ctl",
         help="act on one component or node of a running cluster (start, stop, kill, freeze, thaw, running, "
@@ -387,6 +400,32 @@ def cmd_ctl(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_FAIL
 
 
+def cmd_inventory(args: argparse.Namespace) -> int:
+    from harness.providers.local_inventory import SSHAccess, inventory_for, to_toml
+
+    if not 1 <= args.ssh_port <= 65535:
+        raise ConfigError(f"--ssh-port {args.ssh_port} is not a TCP port (1-65535)")
+    for flag, path in (("--ssh-key", args.ssh_key), ("--known-hosts", args.known_hosts)):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{flag} {path} does not exist; give an existing file")
+    cluster = _attach(args)
+    if not cluster.running():
+        raise ClusterError(f"cluster {cluster.cfg.name!r} is not running; start it with `kubequake up` first")
+    access = SSHAccess(
+        host=args.ssh_host,
+        port=args.ssh_port,
+        user=args.ssh_user,
+        key=args.ssh_key.resolve() if args.ssh_key else None,
+        known_hosts=args.known_hosts.resolve() if args.known_hosts else None,
+    )
+    text = to_toml(inventory_for(cluster, access, allow_disruptive=args.allow_disruptive))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"inventory: {args.out}")
+    print(f"run the suites through it: pytest scenarios --provider existing --inventory {args.out}")
+    return EXIT_OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.report.generate import generate
 
@@ -411,6 +450,7 @@ COMMANDS = {
     "report": cmd_report,
     "gate": cmd_gate,
     "ctl": cmd_ctl,
+    "inventory": cmd_inventory,
 }
 
 

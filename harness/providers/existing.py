@@ -282,7 +282,7 @@ def parse_inventory(data: Mapping[str, Any], source: str = "<memory>", base: Pat
                 )
     if not any(n.role is Role.CONTROL_PLANE for n in nodes):
         raise top.fail("nodes", "no control-plane node; list every control-plane machine so quorum faults add up")
-    return Inventory(
+    inv = Inventory(
         cluster=top.text("cluster"),
         kubeconfig=_path(top.text("kubeconfig"), base),
         nodes=tuple(nodes),
@@ -296,6 +296,8 @@ def parse_inventory(data: Mapping[str, Any], source: str = "<memory>", base: Pat
         access=_access(top, base),
         settings=_settings(top),
     )
+    existing_config(inv)  # the settings must make a valid configuration, checked before any use
+    return inv
 
 
 def _access(top: _Table, base: Path) -> Access:

@@ -24,7 +24,6 @@ from harness.faults.netfilter import Netfilter
 from harness.kube import api_client
 from harness.providers.existing import CONTROL_PLANE_LABEL
 from harness.providers.local import LocalCluster
-from harness.providers.local_inventory import SSHAccess, inventory_for, to_toml
 from tests.integration.sshd_server import SSHServer, sshd, sshd_prepared
 
 __all__ = ["sshd", "sshd_prepared"]  # fixtures, imported for pytest
@@ -70,8 +69,12 @@ def registered_control_planes(cluster: LocalCluster) -> Iterator[None]:
 
 
 def write_inventory(cluster: LocalCluster, sshd: SSHServer, path: Path, *, allow: bool) -> Path:
-    access = SSHAccess(host="127.0.0.1", port=sshd.port, user=sshd.user, key=sshd.client_key)
-    path.write_text(to_toml(inventory_for(cluster, access, allow_disruptive=allow)))
+    argv = [sys.executable, "-m", "harness.cli", "inventory", "--set", f"name={cluster.cfg.name}"]
+    argv += ["--out", str(path), "--ssh-port", str(sshd.port), "--ssh-user", sshd.user]
+    argv += ["--ssh-key", str(sshd.client_key), *(["--allow-disruptive"] if allow else [])]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"inventory: {path}\n")
     return path
 
 
