@@ -19,6 +19,7 @@ from harness import binaries, config, ctl
 from harness.errors import ClusterError, ConfigError, HarnessError
 
 if TYPE_CHECKING:
+    from harness.gate import GateReport
     from harness.providers.local import LocalCluster
 
 log = logging.getLogger("kubequake")
@@ -99,6 +100,14 @@ def _parser() -> argparse.ArgumentParser:
     gt.add_argument("--junit", type=Path, default=Path("reports/gate-junit.xml"), help="JUnit XML output")
     gt.add_argument("--alluredir", type=Path, default=Path("reports/allure-results"), help="Allure results")
     gt.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a cluster the gate starts")
+    gt.add_argument(
+        "--inventory", type=Path, default=None, help="gate an existing cluster described by this inventory (TOML)"
+    )
+    gt.add_argument(
+        "--allow-disruptive",
+        action="store_true",
+        help="with --inventory and --disruptive: allow faults even if the inventory does not opt in",
+    )
 
     inv = sub.add_parser(
         "inventory",
@@ -320,6 +329,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
     if not args.min_cert_days > 0:
         raise ConfigError(f"--min-cert-days {args.min_cert_days:g}: give a number of days above 0")
+    if args.inventory is not None:
+        return _gate_existing(args)
+    if args.allow_disruptive:
+        raise ConfigError("--allow-disruptive applies to an existing cluster: give --inventory FILE with it")
     cfg = _cluster_config(args)
     running = _attach(args) if cfg.run_dir.is_dir() else None
     owned = running is None or not running.running()
@@ -336,18 +349,56 @@ def cmd_gate(args: argparse.Namespace) -> int:
             cluster.create(timeout=args.timeout)
         rep = gate.run_gate(cluster, gate.GateOptions(min_cert_days=args.min_cert_days), origin)
         if args.disruptive:
-            settings = [f"{k}={v}" for k, v in config.flatten(cluster.cfg.to_dict()).items()]
-            suites = gate_suite.run_resilience_suites(settings, args.alluredir)
+            plugin_args = []
+            for k, v in config.flatten(cluster.cfg.to_dict()).items():
+                plugin_args += ["--kq-set", f"{k}={v}"]
+            # The gate owns the cluster's lifecycle: the suites must not stop a cluster the gate reused.
+            suites = gate_suite.run_resilience_suites([*plugin_args, "--keep-cluster"], args.alluredir)
             rep.outcomes.append(gate.CheckOutcome("resilience", suites.verdict, suites.seconds))
             rep.incomplete += [suites.incomplete] if suites.incomplete else []
     finally:
         if owned:
             cluster.destroy()
+    return _gate_report(args, rep, f"cluster {cfg.name!r}: {origin}")
+
+
+def _gate_existing(args: argparse.Namespace) -> int:
+    from harness import gate, gate_suite
+    from harness.providers.existing import ExistingCluster, load_inventory
+
+    if args.sets or args.config:
+        raise ConfigError("--set/--config describe a local cluster; an existing cluster's settings go in its inventory")
+    inv = load_inventory(args.inventory)
+    cluster = ExistingCluster(inv, allow_disruptive=True if args.allow_disruptive else None)
+    origin = f"existing cluster from {args.inventory}, attached (never torn down)"
+    try:
+        cluster.create()
+        print(f"attached to existing cluster {inv.cluster!r}: the gate checks it as it runs")
+        rep = gate.run_gate(cluster, gate.GateOptions(min_cert_days=args.min_cert_days), origin)
+        if args.disruptive:
+            if not cluster.allow_disruptive:
+                raise ConfigError(
+                    f"--disruptive on existing cluster {inv.cluster!r}, but its inventory {args.inventory} does not "
+                    "set allow_disruptive = true; set it (or pass --allow-disruptive) once the cluster's owners agree"
+                )
+            plugin_args = ["--provider", "existing", "--inventory", str(args.inventory)]
+            plugin_args += ["--allow-disruptive"] if args.allow_disruptive else []
+            suites = gate_suite.run_resilience_suites(plugin_args, args.alluredir)
+            rep.outcomes.append(gate.CheckOutcome("resilience", suites.verdict, suites.seconds))
+            rep.incomplete += [suites.incomplete] if suites.incomplete else []
+    finally:
+        cluster.destroy()
+    return _gate_report(args, rep, f"cluster {inv.cluster!r}: {origin}")
+
+
+def _gate_report(args: argparse.Namespace, rep: GateReport, where: str) -> int:
+    from harness import gate, gate_suite
+
     junit = gate.write_junit(rep, args.junit)
     if gate_suite.write_allure_results(rep.outcomes, args.alluredir) not in (EXIT_OK, EXIT_FAIL):
         rep.incomplete.append(f"could not write the Allure results into {args.alluredir}")
     print(gate.verdict_table(rep.outcomes))
-    print(f"cluster {cfg.name!r}: {origin}")
+    print(where)
     print(f"JUnit XML: {junit}; Allure results: {args.alluredir}")
     for what in rep.incomplete:
         print(f"INCOMPLETE: {what}")

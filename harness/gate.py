@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlparse
 
 import requests
 from cryptography import x509
@@ -34,10 +35,10 @@ from harness.checks.etcd import EtcdEndpoint
 from harness.checks.http import loopback_session, probe
 from harness.checks.leaders import LEASED_COMPONENTS, leading_instances, read_lease
 from harness.checks.skew import Version, parse_version, skew_verdicts
-from harness.providers.base import TLSClient
-from harness.providers.haproxy import parse_stats_csv, stats_over_socket
-from harness.providers.local import KCM_PORT, SCHEDULER_PORT, LocalCluster
-from harness.status import etcd_client
+from harness.providers.base import Cluster, Component, TLSClient
+from harness.providers.haproxy import parse_stats_csv
+from harness.providers.local import LocalCluster
+from harness.status import etcd_client, leaders_by_lease
 from harness.transport.local import LocalTransport
 
 log = logging.getLogger(__name__)
@@ -180,10 +181,10 @@ def write_junit(report: GateReport, path: Path) -> Path:
 
 # -- running checks -------------------------------------------------------------------------------
 
-CheckFn = Callable[[LocalCluster, GateOptions], list[Verdict]]
+CheckFn = Callable[[Cluster, GateOptions], list[Verdict]]
 
 
-def _run_group(group: str, fn: CheckFn, cluster: LocalCluster, opts: GateOptions) -> list[CheckOutcome]:
+def _run_group(group: str, fn: CheckFn, cluster: Cluster, opts: GateOptions) -> list[CheckOutcome]:
     """Run one group of checks; an exception becomes a failing verdict naming it.
 
     Deliberately broad: a gate must list every check, so one probe that blows up (an unreachable
@@ -201,7 +202,7 @@ def _run_group(group: str, fn: CheckFn, cluster: LocalCluster, opts: GateOptions
     return [CheckOutcome(group, v, took) for v in verdicts]
 
 
-def run_gate(cluster: LocalCluster, opts: GateOptions, origin: str) -> GateReport:
+def run_gate(cluster: Cluster, opts: GateOptions, origin: str) -> GateReport:
     """Every non-disruptive check, in the order an operator reads them."""
     report = GateReport(cluster.cfg.name, origin)
     groups: list[tuple[str, CheckFn]] = [
@@ -250,17 +251,41 @@ def _read_versions(
     return versions, errors, verdict
 
 
-def version_checks(cluster: LocalCluster, opts: GateOptions) -> list[Verdict]:
+def _static_pod_version(cluster: Cluster, component: Component, node: str) -> str:
+    from kubernetes import client
+
+    from harness.kube import api_client
+
+    with api_client(cluster.lb_url(), cluster.admin_tls(), timeout=HTTP_TIMEOUT_S) as api:
+        pods = client.CoreV1Api(api).list_namespaced_pod(
+            "kube-system", label_selector=f"component={component.value}", _request_timeout=HTTP_TIMEOUT_S
+        )
+    for pod in pods.items:
+        if pod.spec and pod.spec.node_name == node and pod.spec.containers:
+            image = str(pod.spec.containers[0].image)
+            return image.rsplit(":", 1)[-1] if ":" in image else image
+    raise ValueError(
+        f"no metrics URL for {component} (add it under [metrics] in the inventory) and no {component} pod on {node}"
+    )
+
+
+def version_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
     tls = cluster.admin_tls()
     cps = cluster.control_planes()
 
     def api_version(node: str) -> Callable[[], str]:
         return lambda: str(_get(f"{cluster.apiserver_url(node)}/version", tls).json()["gitVersion"])
 
-    def build_info(address: str, port: int) -> Callable[[], str]:
+    def build_info(node: str, component: Component) -> Callable[[], str]:
         # kube-controller-manager and kube-scheduler serve no /version; their build is in /metrics.
+        # Where those are out of reach (kubeadm binds them to the node's loopback), the tag of
+        # the static pod's image says which build the kubelet runs.
+        url = cluster.metrics_url(node, component)
+
         def read() -> str:
-            m = _BUILD_INFO.search(_get(f"https://{address}:{port}/metrics", tls).text)
+            if url is None:
+                return _static_pod_version(cluster, component, node)
+            m = _BUILD_INFO.search(_get(url, tls).text)
             if m is None:
                 raise ValueError("no kubernetes_build_info in /metrics")
             return m.group(1)
@@ -277,8 +302,9 @@ def version_checks(cluster: LocalCluster, opts: GateOptions) -> list[Verdict]:
         return str(json.loads(res.stdout)["clientVersion"]["gitVersion"])
 
     apis, _, v_api = _read_versions("kube-apiserver", {n.name: api_version(n.name) for n in cps})
-    kcms, _, v_kcm = _read_versions("kube-controller-manager", {n.name: build_info(n.address, KCM_PORT) for n in cps})
-    scheds, _, v_sched = _read_versions("kube-scheduler", {n.name: build_info(n.address, SCHEDULER_PORT) for n in cps})
+    kcm, sched = Component.CONTROLLER_MANAGER, Component.SCHEDULER
+    kcms, _, v_kcm = _read_versions("kube-controller-manager", {n.name: build_info(n.name, kcm) for n in cps})
+    scheds, _, v_sched = _read_versions("kube-scheduler", {n.name: build_info(n.name, sched) for n in cps})
     kubectl, _, v_kubectl = _read_versions("kubectl client", {"kubectl": kubectl_version})
     etcds, _, v_etcd = _read_versions("etcd", {n.name: etcd_version(n.name) for n in cps})
     mixed = {str(v) for v in etcds.values()}
@@ -305,7 +331,7 @@ def version_checks(cluster: LocalCluster, opts: GateOptions) -> list[Verdict]:
 # -- etcd -----------------------------------------------------------------------------------------
 
 
-def etcd_checks(cluster: LocalCluster, opts: GateOptions) -> list[Verdict]:
+def etcd_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
     ec = etcd_client(cluster, timeout=HTTP_TIMEOUT_S)
     statuses = {s.name: s for s in ec.statuses()}
     # The membership as etcd itself records it, not as the harness configured it: a member added
@@ -413,13 +439,14 @@ class CertSource:
         return served_certificate(address, port, tls).not_valid_after_utc
 
 
-def certificate_sources(cluster: LocalCluster) -> list[tuple[str, list[CertSource]]]:
+def certificate_sources(cluster: Cluster) -> list[tuple[str, list[CertSource]]]:
     """Every serving and client certificate of the control plane, grouped as kubeadm names them.
 
     The kwok and traffic client certificates are the harness's own, not the cluster's, so they
-    are left out: an upgrade does not depend on them.
+    are left out: an upgrade does not depend on them. On clusters kubequake did not create the
+    files live on the machines; there the certificates are read where they are served, plus the
+    client certificates the harness was given (kubeconfig, etcd client).
     """
-    p = cluster.pki
     cps = cluster.control_planes()
     admin, etls = cluster.admin_tls(), cluster.etcd_tls()
     api_port, etcd_port, peer_port = (
@@ -427,26 +454,45 @@ def certificate_sources(cluster: LocalCluster) -> list[tuple[str, list[CertSourc
         cluster.cfg.etcd.client_port,
         cluster.cfg.etcd.peer_port,
     )
+    if not isinstance(cluster, LocalCluster):
+        api_port = urlparse(cluster.apiserver_url(cps[0].name)).port or api_port if cps else api_port
+        etcd_port = urlparse(cluster.etcd_url(cps[0].name)).port or etcd_port if cps else etcd_port
+    served = [
+        (
+            "kube-apiserver serving",
+            [CertSource(f"served by {n.name}:{api_port}", endpoint=(n.address, api_port, admin)) for n in cps],
+        ),
+        (
+            "etcd server",
+            [CertSource(f"served by {n.name}:{etcd_port}", endpoint=(n.address, etcd_port, etls)) for n in cps],
+        ),
+        (
+            "etcd peer",
+            [CertSource(f"served by {n.name}:{peer_port}", endpoint=(n.address, peer_port, etls)) for n in cps],
+        ),
+    ]
+    if not isinstance(cluster, LocalCluster):
+        return [
+            *served,
+            ("apiserver etcd client", [CertSource("etcd client given to kubequake", path=etls.cert)]),
+            ("admin client", [CertSource("kubeconfig client certificate", path=admin.cert)]),
+            (
+                "certificate authorities",
+                [CertSource("kubeconfig CA", path=admin.ca), CertSource("etcd CA", path=etls.ca)],
+            ),
+        ]
+    p = cluster.pki
 
     def f(pair: pkimod.CertPair) -> CertSource:
         return CertSource(pair.cert.name if pair.cert.parent == p.dir else f"etcd/{pair.cert.name}", path=pair.cert)
 
+    files = {
+        "kube-apiserver serving": [f(p.apiserver[n.name]) for n in cps],
+        "etcd server": [f(p.etcd_server[n.name]) for n in cps],
+        "etcd peer": [f(p.etcd_peer[n.name]) for n in cps],
+    }
     return [
-        (
-            "kube-apiserver serving",
-            [f(p.apiserver[n.name]) for n in cps]
-            + [CertSource(f"served by {n.name}:{api_port}", endpoint=(n.address, api_port, admin)) for n in cps],
-        ),
-        (
-            "etcd server",
-            [f(p.etcd_server[n.name]) for n in cps]
-            + [CertSource(f"served by {n.name}:{etcd_port}", endpoint=(n.address, etcd_port, etls)) for n in cps],
-        ),
-        (
-            "etcd peer",
-            [f(p.etcd_peer[n.name]) for n in cps]
-            + [CertSource(f"served by {n.name}:{peer_port}", endpoint=(n.address, peer_port, etls)) for n in cps],
-        ),
+        *[(kind, files[kind] + sources) for kind, sources in served],
         ("front-proxy client", [f(p.front_proxy_client)]),
         ("apiserver etcd client", [f(p.etcd_client)]),
         ("apiserver kubelet client", [f(p.apiserver_kubelet_client)]),
@@ -487,7 +533,7 @@ def certificate_verdict(
     )
 
 
-def certificate_checks(cluster: LocalCluster, opts: GateOptions) -> list[Verdict]:
+def certificate_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
     now = datetime.now(UTC)
     out: list[Verdict] = []
     for kind, sources in certificate_sources(cluster):
@@ -508,16 +554,25 @@ def certificate_checks(cluster: LocalCluster, opts: GateOptions) -> list[Verdict
 # -- leader election ------------------------------------------------------------------------------
 
 
-def leader_election_checks(cluster: LocalCluster, opts: GateOptions) -> list[Verdict]:
+def leader_election_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
     from harness.kube import api_client
 
     tls = cluster.admin_tls()
     out: list[Verdict] = []
     with api_client(cluster.lb_url(), tls, timeout=HTTP_TIMEOUT_S) as api:
-        for lease_name, port in zip(LEASED_COMPONENTS, (KCM_PORT, SCHEDULER_PORT), strict=True):
+        for lease_name in LEASED_COMPONENTS:
             name = f"leader election: {lease_name}"
-            urls = {n.name: f"https://{n.address}:{port}/metrics" for n in cluster.control_planes()}
-            leaders = leading_instances(urls, tls, lease_name, timeout=HTTP_TIMEOUT_S)
+            urls = {}
+            for n in cluster.control_planes():
+                url = cluster.metrics_url(n.name, Component(lease_name))
+                if url is not None:
+                    urls[n.name] = url
+            # Without reachable metrics, the fresh Lease's holder is the one instance that leads.
+            leaders = (
+                leading_instances(urls, tls, lease_name, timeout=HTTP_TIMEOUT_S)
+                if urls
+                else leaders_by_lease(cluster, lease_name, frozenset())
+            )
             lease = read_lease(api, lease_name)
             if lease is None:
                 out.append(
@@ -569,10 +624,10 @@ def leader_election_checks(cluster: LocalCluster, opts: GateOptions) -> list[Ver
 # -- load balancer --------------------------------------------------------------------------------
 
 
-def load_balancer_checks(cluster: LocalCluster, opts: GateOptions) -> list[Verdict]:
-    lb = f"load balancer {cluster.cfg.lb_address}:{cluster.cfg.load_balancer.port}"
+def load_balancer_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
+    lb = f"load balancer {urlparse(cluster.lb_url()).netloc}"
     # Server rows only: the stats frontend has none, so every server is an apiserver backend.
-    servers = parse_stats_csv(stats_over_socket(cluster.haproxy_stats_socket(), timeout=HTTP_TIMEOUT_S))
+    servers = parse_stats_csv(cluster.lb_stats_csv(timeout=HTTP_TIMEOUT_S))
     unchecked = sorted(s.server for s in servers if s.status == "no check" or s.check_status is None)
     # is_up counts a "no check" server as UP (HAProxy sends to it); the gate wants a check that says UP.
     checked_up = sorted(s.server for s in servers if s.server not in unchecked and s.is_up)
@@ -628,7 +683,7 @@ def load_balancer_checks(cluster: LocalCluster, opts: GateOptions) -> list[Verdi
 # -- rollout / undo -------------------------------------------------------------------------------
 
 
-def rollout_checks(cluster: LocalCluster, opts: GateOptions) -> list[Verdict]:
+def rollout_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
     from kubernetes import client
 
     from harness.checks.rollout import DeploymentWorkflow, Kubectl

@@ -96,15 +96,11 @@ class SuiteOutcome:
     incomplete: str = ""
 
 
-def run_resilience_suites(settings: list[str], alluredir: Path, extra: list[str] | None = None) -> SuiteOutcome:
-    """scenarios/ on the gate's cluster (settings as KEY=VALUE), kept running for the gate to tear down."""
+def run_resilience_suites(plugin_args: list[str], alluredir: Path, extra: list[str] | None = None) -> SuiteOutcome:
+    """scenarios/ on the gate's cluster, chosen by kubequake plugin options (--kq-set, --provider...)."""
     import time
 
-    plugin_args: list[str] = []
-    for s in settings:
-        plugin_args += ["--kq-set", s]
-    # The gate owns the cluster's lifecycle: the suites must not stop a cluster the gate reused.
-    args = [*_QUIET, *plugin_args, "--keep-cluster", f"--alluredir={alluredir}", *(extra or [str(ROOT / "scenarios")])]
+    args = [*_QUIET, *plugin_args, f"--alluredir={alluredir}", *(extra or [str(ROOT / "scenarios")])]
     tally = _Tally()
     start = time.monotonic()
     rc = int(pytest.main(args, plugins=[tally]))

@@ -127,12 +127,12 @@ def lease_leaders(cluster: Cluster, skip: frozenset[str] = frozenset()) -> dict[
             url = cluster.metrics_url(n.name, component)
             if url is not None and n.name not in skip:
                 urls[n.name] = url
-        leaders = leading_instances(urls, tls, lease) if urls else _leaders_by_lease(cluster, lease, skip)
+        leaders = leading_instances(urls, tls, lease) if urls else leaders_by_lease(cluster, lease, skip)
         out[lease] = leaders[0] if len(leaders) == 1 else (",".join(leaders) if leaders else None)
     return out
 
 
-def _leaders_by_lease(cluster: Cluster, lease: str, skip: frozenset[str]) -> list[str]:
+def leaders_by_lease(cluster: Cluster, lease: str, skip: frozenset[str]) -> list[str]:
     with contextlib.suppress(Exception), api_client(cluster.lb_url(), cluster.admin_tls(), timeout=2.0) as api:
         info = read_lease(api, lease)
         if info is None or not info.holder:

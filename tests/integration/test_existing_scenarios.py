@@ -122,3 +122,29 @@ def test_faults_are_refused_without_the_opt_in(cluster: LocalCluster, sshd: SSHS
     assert "disruptive actions are off" in proc.stdout
     # The refused fault never reached the cluster: every etcd member still runs.
     assert all(n.running(n.components()[0]) for n in cluster.control_planes())
+
+
+@pytest.mark.usefixtures("registered_control_planes")
+def test_the_gate_checks_an_existing_cluster_and_fails_it_when_it_should(
+    cluster: LocalCluster, sshd: SSHServer, tmp_path: Path
+) -> None:
+    inventory = write_inventory(cluster, sshd, tmp_path / "inventory.toml", allow=False)
+
+    def gate(*extra: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "harness.cli", "gate", "--inventory", str(inventory), *extra]
+        argv += ["--junit", str(tmp_path / "gate.xml"), "--alluredir", str(tmp_path / "allure")]
+        env = {**os.environ, "KUBEQUAKE_RUN_ROOT": str(tmp_path / "runs")}
+        return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300, env=env, check=False)
+
+    healthy = gate()
+    assert healthy.returncode == 0, healthy.stdout[-4000:] + healthy.stderr[-2000:]
+    assert "gate PASSED" in healthy.stdout
+    assert f"existing cluster from {inventory}, attached (never torn down)" in healthy.stdout
+    # The local leaf certificates are valid for a year: a 400-day threshold must fail them, by name.
+    strict = gate("--min-cert-days", "400")
+    assert strict.returncode == 1, strict.stdout[-4000:]
+    assert "served by cp1:6443" in strict.stdout and "renew them before the upgrade" in strict.stdout
+    # Faults on a cluster whose inventory does not opt in are refused before any suite runs.
+    refused = gate("--disruptive")
+    assert refused.returncode == 2
+    assert "does not set allow_disruptive = true" in refused.stderr
