@@ -20,6 +20,7 @@ from harness.errors import ClusterError, ConfigError, HarnessError
 
 if TYPE_CHECKING:
     from harness.gate import GateReport
+    from harness.providers.base import Cluster
     from harness.providers.local import LocalCluster
 
 log = logging.getLogger("kubequake")
@@ -83,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
 
     heal = sub.add_parser("heal", help="undo the faults a crashed or interrupted run left in force (from its journal)")
     _add_cluster_args(heal)
+    heal.add_argument(
+        "--inventory", type=Path, default=None, help="heal an existing cluster described by this inventory"
+    )
 
     run = sub.add_parser(
         "run", help="run the scenario suites on a cluster with these settings; remaining arguments go to pytest"
@@ -411,11 +415,23 @@ def _gate_report(args: argparse.Namespace, rep: GateReport, where: str) -> int:
 def cmd_heal(args: argparse.Namespace) -> int:
     from harness.faults.heal import heal_from_journal
 
-    cluster = _attach(args)
+    cluster: Cluster
+    if args.inventory is not None:
+        from harness.providers.existing import ExistingCluster, load_inventory
+
+        # Undo is never refused by the guards (start, thaw, heal-partition, power-on), so no
+        # opt-in is needed to clean up after a crashed run.
+        cluster = ExistingCluster(load_inventory(args.inventory))
+    else:
+        cluster = _attach(args)
     if not cluster.run_dir.exists():
         print(f"no cluster {cluster.cfg.name!r}: nothing to heal")
         return EXIT_OK
-    outcomes = heal_from_journal(cluster)
+    try:
+        outcomes = heal_from_journal(cluster)
+    finally:
+        if args.inventory is not None:
+            cluster.destroy()  # disconnects only
     if not outcomes:
         print("the fault journal lists no fault in force")
     for o in outcomes:

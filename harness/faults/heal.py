@@ -12,7 +12,7 @@ from harness.faults.catalog import from_record
 from harness.faults.journal import Journal
 
 if TYPE_CHECKING:
-    from harness.providers.local import LocalCluster
+    from harness.providers.base import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ class HealOutcome:
     error: str
 
 
-def heal_from_journal(cluster: LocalCluster) -> list[HealOutcome]:
+def heal_from_journal(cluster: Cluster) -> list[HealOutcome]:
     """Undo every journaled fault not known to be healed, newest first; each outcome recorded."""
     journal = Journal(journal_path(cluster.run_dir))
     outcomes = []

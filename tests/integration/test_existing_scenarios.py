@@ -11,8 +11,10 @@ run takes, down to the wrong-cluster checks and the opt-in guard.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +24,10 @@ from kubernetes import client
 
 from harness.faults.netfilter import Netfilter
 from harness.kube import api_client
+from harness.providers.base import Component
 from harness.providers.existing import CONTROL_PLANE_LABEL
 from harness.providers.local import LocalCluster
+from harness.status import wait_healthy
 from tests.integration.sshd_server import SSHServer, sshd, sshd_prepared
 
 __all__ = ["sshd", "sshd_prepared"]  # fixtures, imported for pytest
@@ -148,3 +152,42 @@ def test_the_gate_checks_an_existing_cluster_and_fails_it_when_it_should(
     refused = gate("--disruptive")
     assert refused.returncode == 2
     assert "does not set allow_disruptive = true" in refused.stderr
+
+
+@pytest.mark.usefixtures("registered_control_planes")
+def test_heal_undoes_what_a_killed_run_left_on_an_existing_cluster(
+    cluster: LocalCluster, sshd: SSHServer, tmp_path: Path
+) -> None:
+    inventory = write_inventory(cluster, sshd, tmp_path / "inventory.toml", allow=True)
+    env = {**os.environ, "KUBEQUAKE_RUN_ROOT": str(tmp_path / "runs")}
+    journal = tmp_path / "runs" / "existing" / cluster.cfg.name / "faults.jsonl"
+    argv = [sys.executable, "-m", "pytest", SCENARIOS[0], "-q", "-p", "no:cacheprovider", f"--rootdir={REPO}"]
+    argv += ["--provider", "existing", "--inventory", str(inventory)]
+    run = subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        # The run is killed (no teardown at all) as soon as its fault is in force.
+        deadline = time.monotonic() + 180
+        while '"status": "applied"' not in (journal.read_text() if journal.is_file() else ""):
+            assert run.poll() is None, "the scenario ended before its fault was applied"
+            assert time.monotonic() < deadline, "no fault was applied within 180s"
+            time.sleep(0.2)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait(30)
+    down = [n.name for n in cluster.control_planes() if not n.running(Component.ETCD)]
+    assert len(down) == 1, f"expected the killed follower still down, got {down}"
+    heal = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "heal", "--inventory", str(inventory)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert heal.returncode == 0, heal.stdout + heal.stderr
+    assert f"healed: SIGKILL etcd on {down[0]}" in heal.stdout
+    assert all(n.running(Component.ETCD) for n in cluster.control_planes())
+    wait_healthy(cluster, timeout=120)
