@@ -71,6 +71,22 @@ def test_vagrant_cluster_runs_the_kubernetes_release_the_local_cluster_builds() 
     assert load_topology(DEFAULT_TOPOLOGY).kubernetes_version == binaries.KUBERNETES_VERSION
 
 
+def test_the_vagrant_cluster_keeps_the_cluster_contract(tmp_path: Path) -> None:
+    from harness.providers.vagrant import VagrantCluster
+
+    t = load_topology(DEFAULT_TOPOLOGY)
+    c = VagrantCluster(t, root=tmp_path, run_dir=tmp_path / "run", cli=VagrantCLI(tmp_path, executable=["true"]))
+    # Clients go through the VIP; each node is reached on its private address, as kubeadm binds it.
+    assert c.lb_url() == t.api_url
+    assert c.apiserver_url("cp2") == f"https://{t.node('cp2').ip}:6443"
+    assert c.etcd_url("cp3") == f"https://{t.node('cp3').ip}:2379"
+    assert [n.name for n in c.control_planes()] == ["cp1", "cp2", "cp3"]
+    assert [n.name for n in c.load_balancers()] == ["lb1", "lb2"]
+    # Budgets follow kubeadm's defaults, with the topology's member count.
+    assert (c.cfg.control_planes, c.cfg.workers, c.cfg.leader_election.lease_duration_s) == (3, 0, 15)
+    assert c.metrics_url("cp1", Component.SCHEDULER) is None  # bound to the node's loopback
+
+
 def test_topology_path_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = default_data()
     data["name"] = "other"
