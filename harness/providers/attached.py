@@ -244,6 +244,16 @@ class AttachedCluster:
             _write_private(out[key], res.stdout.encode())
         return TLSClient(out["ca"], out["cert"], out["key"])
 
+    def forget_credentials(self) -> None:
+        """Remove the copies of the kubeconfig's and etcd's keys; they are written again when needed."""
+        import shutil
+
+        with self._tls_lock:
+            shutil.rmtree(self.run_dir / "tls", ignore_errors=True)
+            self._admin = None
+            if self._etcd is not None and self._etcd.key.parent == self.run_dir / "tls":
+                self._etcd = None
+
     # -- the load balancer -------------------------------------------------------------------
     def lb_stats_csv(self, timeout: float = 5.0) -> str:
         lbs = self.load_balancers()

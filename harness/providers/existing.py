@@ -662,9 +662,10 @@ class ExistingCluster(AttachedCluster):
         log.info("attached to existing cluster %s (%d nodes)", self.inventory.cluster, len(self._nodes))
 
     def destroy(self) -> None:
-        """Disconnect. An existing cluster is never torn down by kubequake."""
+        """Disconnect and drop the credential copies. An existing cluster is never torn down by kubequake."""
         for node in self._nodes.values():
             node.transport.close()
+        self.forget_credentials()
 
 
 if TYPE_CHECKING:

@@ -528,14 +528,14 @@ class VagrantCluster(AttachedCluster):
         return path
 
     def disconnect(self) -> None:
-        """Close the SSH connections; the VMs keep running."""
+        """Close the SSH connections and drop the credential copies; the VMs keep running."""
         for n in self._nodes.values():
             n.transport.close()
+        self.forget_credentials()
 
     def destroy(self) -> None:
         """Destroy every VM and forget the kubeconfig; destroying what is not there is a no-op."""
-        for n in self._nodes.values():
-            n.transport.close()
+        self.disconnect()
         self.cli.destroy()
         with contextlib.suppress(FileNotFoundError):
             self.kubeconfig_path().unlink()

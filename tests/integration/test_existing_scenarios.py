@@ -113,8 +113,10 @@ def test_scenarios_pass_through_the_existing_provider(cluster: LocalCluster, ssh
         "test_power_off_lease_holder": "passed",
         "test_isolate_etcd_leader": "passed",
     }, detail
-    # Everything the faults did through SSH is undone: no partition or black-hole rule is left.
+    # Everything the faults did through SSH is undone: no partition or black-hole rule is left,
+    # and no copy of the cluster's credentials outlives the session.
     assert Netfilter(cluster.cfg.name).rules() == []
+    assert not (tmp_path / "runs" / "existing" / cluster.cfg.name / "tls").exists()
 
 
 @pytest.mark.usefixtures("registered_control_planes")

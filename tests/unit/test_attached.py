@@ -230,6 +230,10 @@ def test_client_certificate_kubeconfigs_give_the_tls_files(tmp_path: Path) -> No
     assert c.lb_url() == "https://10.0.0.10:6443"
     assert tls.key.read_bytes() == b"KEY" and oct(tls.key.stat().st_mode & 0o777) == "0o600"
     assert c.traffic_tls() == tls
+    c.destroy()  # nothing kept of the credentials once detached
+    assert not (tmp_path / "run" / "tls").exists()
+    assert c.admin_tls().key.read_bytes() == b"KEY"  # written again on the next use
+    c.destroy()
 
 
 def test_token_kubeconfigs_are_refused_with_the_fix(tmp_path: Path) -> None:
