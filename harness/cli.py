@@ -7,6 +7,7 @@ never a traceback; `--debug` shows the traceback for bug reports.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -81,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("--tail", type=_non_negative, default=0, help="only the last N lines")
 
     sub.add_parser("binaries", help="build (once per machine) or verify the pinned binaries and print versions")
+
+    wd = sub.add_parser(
+        "watchdog", help="restart components of a detached cluster that exit by themselves (started by `up`)"
+    )
+    wd.add_argument("--run-dir", type=Path, required=True, help="the cluster's run directory")
 
     heal = sub.add_parser("heal", help="undo the faults a crashed or interrupted run left in force (from its journal)")
     _add_cluster_args(heal)
@@ -201,6 +207,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"API (through the LB): {cluster.lb_url()}")
     print(f"kubeconfig: {cluster.kubeconfig()}")
     if not args.foreground:
+        _start_detached_watchdog(cluster)
         print("stop it with: kubequake down")
         return EXIT_OK
     print("running in the foreground; Ctrl-C stops it")
@@ -211,6 +218,54 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("stopping...")
     finally:
         cluster.destroy()
+    return EXIT_OK
+
+
+def _start_detached_watchdog(cluster: LocalCluster) -> None:
+    """A detached cluster's kubelet: a process of its own that outlives `up` and dies with `down`.
+
+    Its command line ends with the run directory, so `down` (and the next `up` after a crash)
+    sweeps it away with the components; it also stops by itself once the directory is gone.
+    """
+    import subprocess
+
+    from harness.providers.process import proc_state_letter
+    from harness.spawn import kubequake_command
+
+    pidfile = cluster.run_dir / "watchdog.pid"
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pidfile.read_text())
+        if proc_state_letter(pid) not in (None, "Z") and "watchdog" in Path(f"/proc/{pid}/cmdline").read_text():
+            return  # `up` on a running cluster: its watchdog is already there
+    with open(cluster.run_dir / "watchdog.log", "ab") as logf:
+        proc = subprocess.Popen(
+            [*kubequake_command(), "watchdog", "--run-dir", str(cluster.run_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    pidfile.write_text(str(proc.pid))
+
+
+def cmd_watchdog(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from harness.providers.watchdog import Watchdog
+
+    run_dir = args.run_dir.resolve()
+    args.config, args.sets = None, [f"name={run_dir.name}", f"run_root={run_dir.parent}"]
+    watchdog = Watchdog(_attach(args))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    log.info("watching %s", run_dir)
+    while run_dir.exists() and not stop.wait(watchdog.interval_s):
+        try:
+            watchdog.tick()
+        except Exception as exc:  # one failed round is logged; the next may succeed
+            log.warning("watchdog round failed: %s", exc)
     return EXIT_OK
 
 
@@ -518,6 +573,7 @@ COMMANDS = {
     "gate": cmd_gate,
     "ctl": cmd_ctl,
     "inventory": cmd_inventory,
+    "watchdog": cmd_watchdog,
 }
 
 

@@ -13,8 +13,10 @@ import contextlib
 import ctypes
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from harness.errors import HarnessError
 
@@ -79,3 +81,9 @@ def popen_surviving_thread(
 ) -> subprocess.Popen[bytes]:
     """Run `make` (a Popen call) on a thread that lives as long as the process."""
     return _SPAWNER.popen(make, timeout)
+
+
+def kubequake_command() -> list[str]:
+    """How to run this same kubequake in another process: the venv's entry point, else the module."""
+    exe = Path(sys.executable).parent / "kubequake"
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "harness.cli"]

@@ -10,7 +10,6 @@ each node's own address is what the API and the checks see.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from harness.config import ClusterConfig
 from harness.providers.base import Component, Role
 from harness.providers.local import KCM_PORT, SCHEDULER_PORT, LocalCluster
+from harness.spawn import kubequake_command
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,6 @@ class SSHAccess:
     user: str = "root"
     key: Path | None = None
     known_hosts: Path | None = None
-
-
-def kubequake_command() -> list[str]:
-    """How to run this kubequake on the node (the same machine): the venv's entry point."""
-    exe = Path(sys.executable).parent / "kubequake"
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "harness.cli"]
 
 
 def _ctl(cfg: ClusterConfig, *args: str) -> list[str]:

@@ -500,6 +500,18 @@ def test_detached_up_status_json_kubeconfig_logs_and_a_quick_down(
         lines = res.stdout.splitlines()
         assert len(lines) == 5 and all(line.strip() for line in lines), res.stdout
 
+        # A component that exits by itself comes back, as under a kubelet: `up` left a watchdog
+        # process behind that outlives it, and `down` below must take it along.
+        victim = pids["cp1/kube-scheduler"]
+        os.kill(victim, signal.SIGKILL)
+
+        def restarted() -> bool:
+            pid = recorded_pids(cfg).get("cp1/kube-scheduler")
+            return pid is not None and pid != victim and pid_alive(pid)
+
+        eventually("cp1/kube-scheduler restarted by the detached watchdog", restarted, timeout=20)
+        pids = recorded_pids(cfg)
+
         start = time.monotonic()
         res = down(cli_cwd, cfg)
         took = time.monotonic() - start
