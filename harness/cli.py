@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="show components, etcd members, leaders and workers")
     _add_cluster_args(st)
     st.add_argument("--json", action="store_true", help="machine-readable output (stable contract)")
+    st.add_argument("--inventory", type=Path, default=None, help="status of an existing cluster (its inventory)")
 
     kc = sub.add_parser("kubeconfig", help="print the admin kubeconfig path")
     _add_cluster_args(kc)
@@ -283,17 +284,28 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from harness.status import collect
+    from harness.status import ClusterStatus, collect
 
-    cfg = _cluster_config(args)
-    cluster = _attach(args) if cfg.run_dir.is_dir() else None
-    if cluster is None or not cluster.running():
-        if args.json:
-            print(json.dumps({"name": cfg.name, "running": False}))
-        else:
-            print(f"cluster {cfg.name!r} is not running; start it with `kubequake up`")
-        return EXIT_FAIL
-    st = collect(cluster)
+    st: ClusterStatus
+    if args.inventory is not None:
+        from harness.providers.existing import ExistingCluster, load_inventory
+
+        existing = ExistingCluster(load_inventory(args.inventory))
+        try:
+            existing.create()  # attach: the wrong-cluster check first
+            st = collect(existing)
+        finally:
+            existing.destroy()
+    else:
+        cfg = _cluster_config(args)
+        cluster = _attach(args) if cfg.run_dir.is_dir() else None
+        if cluster is None or not cluster.running():
+            if args.json:
+                print(json.dumps({"name": cfg.name, "running": False}))
+            else:
+                print(f"cluster {cfg.name!r} is not running; start it with `kubequake up`")
+            return EXIT_FAIL
+        st = collect(cluster)
     if args.json:
         data = st.to_dict()
         data["running"] = True

@@ -10,6 +10,7 @@ run takes, down to the wrong-cluster checks and the opt-in guard.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -141,6 +142,28 @@ def test_the_gate_checks_an_existing_cluster_and_fails_it_when_it_should(
         argv += ["--junit", str(tmp_path / "gate.xml"), "--alluredir", str(tmp_path / "allure")]
         env = {**os.environ, "KUBEQUAKE_RUN_ROOT": str(tmp_path / "runs")}
         return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300, env=env, check=False)
+
+    # status reads the existing cluster through the same provider: components over SSH commands.
+    status = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "status", "--json", "--inventory", str(inventory)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "KUBEQUAKE_RUN_ROOT": str(tmp_path / "runs")},
+        check=False,
+    )
+    assert status.returncode == 0, status.stdout[-3000:] + status.stderr[-2000:]
+    data = json.loads(status.stdout)
+    assert (data["provider"], data["healthy"], data["etcd"]["quorum"]) == ("existing", True, True)
+    assert {n["name"]: sorted(n["components"]) for n in data["nodes"]} == {
+        "lb": ["haproxy"],
+        **{
+            n.name: sorted(["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"])
+            for n in cluster.control_planes()
+        },
+    }
+    assert set(data["leaders"].values()) <= {n.name for n in cluster.control_planes()}
 
     healthy = gate()
     assert healthy.returncode == 0, healthy.stdout[-4000:] + healthy.stderr[-2000:]
