@@ -52,6 +52,9 @@ SCHEDULER_PORT = 10259
 ETCD_METRICS_PORT = 2381
 SERVICE_CIDR = "10.96.0.0/12"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+# Each readiness probe is a fresh TLS handshake. At 0.1 s, a dozen waiters spent much of a core
+# of a 2-core machine on probes while the components they wait for needed it to start.
+READY_POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -569,7 +572,7 @@ class LocalCluster:
             return self.component_ready(node, component)
 
         try:
-            took = wait_until(f"{node.name}/{component} ready", check, timeout, interval=0.1)
+            took = wait_until(f"{node.name}/{component} ready", check, timeout, interval=READY_POLL_S)
         except TimeoutExpired as exc:
             raise ClusterError(f"{exc}\n{self._log_tail(node.name, component)}") from None
         if fatal:
