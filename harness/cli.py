@@ -395,7 +395,7 @@ def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from harness import gate, gate_suite
+    from harness import gate
     from harness.providers.local import LocalCluster
 
     if not args.min_cert_days > 0:
@@ -424,9 +424,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
             for k, v in config.flatten(cluster.cfg.to_dict()).items():
                 plugin_args += ["--kq-set", f"{k}={v}"]
             # The gate owns the cluster's lifecycle: the suites must not stop a cluster the gate reused.
-            suites = gate_suite.run_resilience_suites([*plugin_args, "--keep-cluster"], args.alluredir)
-            rep.outcomes.append(gate.CheckOutcome("resilience", suites.verdict, suites.seconds))
-            rep.incomplete += [suites.incomplete] if suites.incomplete else []
+            _gate_suites(rep, [*plugin_args, "--keep-cluster"], args.alluredir)
     finally:
         if owned:
             cluster.destroy()
@@ -434,7 +432,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def _gate_existing(args: argparse.Namespace) -> int:
-    from harness import gate, gate_suite
+    from harness import gate
     from harness.providers.existing import ExistingCluster, load_inventory
 
     if args.sets or args.config:
@@ -454,12 +452,19 @@ def _gate_existing(args: argparse.Namespace) -> int:
                 )
             plugin_args = ["--provider", "existing", "--inventory", str(args.inventory)]
             plugin_args += ["--allow-disruptive"] if args.allow_disruptive else []
-            suites = gate_suite.run_resilience_suites(plugin_args, args.alluredir)
-            rep.outcomes.append(gate.CheckOutcome("resilience", suites.verdict, suites.seconds))
-            rep.incomplete += [suites.incomplete] if suites.incomplete else []
+            _gate_suites(rep, plugin_args, args.alluredir)
     finally:
         cluster.destroy()
     return _gate_report(args, rep, f"cluster {inv.cluster!r}: {origin}")
+
+
+def _gate_suites(rep: GateReport, plugin_args: list[str], alluredir: Path) -> None:
+    """The resilience suites (scenarios/) as one more gate outcome."""
+    from harness import gate, gate_suite
+
+    suites = gate_suite.run_resilience_suites(plugin_args, alluredir)
+    rep.outcomes.append(gate.CheckOutcome("resilience", suites.verdict, suites.seconds))
+    rep.incomplete += [suites.incomplete] if suites.incomplete else []
 
 
 def _gate_report(args: argparse.Namespace, rep: GateReport, where: str) -> int:

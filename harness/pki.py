@@ -485,6 +485,11 @@ def _ensure_ca(pair: CertPair, cn: str, validity_days: int, now: datetime) -> _C
     return _CA(pair, cert, key)
 
 
+def create_ca(pair: CertPair, cn: str, validity_days: int) -> None:
+    """A new self-signed CA at `pair` (key 0600), e.g. a stranger CA for tests of trust failures."""
+    _new_ca(pair, cn, validity_days, datetime.now(UTC))
+
+
 def _new_ca(pair: CertPair, cn: str, validity_days: int, now: datetime) -> _CA:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])

@@ -20,6 +20,9 @@ from harness.providers.base import Component, Role
 from harness.providers.local import KCM_PORT, SCHEDULER_PORT, LocalCluster
 from harness.spawn import kubequake_command
 
+# The settings an existing cluster's inventory may carry (see existing.py's [settings]).
+SETTINGS_SECTIONS = ("etcd", "leader_election", "load_balancer", "apiserver")
+
 
 @dataclass(frozen=True)
 class SSHAccess:
@@ -91,20 +94,9 @@ def inventory_for(cluster: LocalCluster, ssh: SSHAccess, *, allow_disruptive: bo
             "kube-scheduler": f"https://{{address}}:{SCHEDULER_PORT}/metrics",
         },
         # The budgets are the local cluster's own, so verdicts compare like with like.
-        "settings": {
-            "etcd": _asdict(cfg.etcd),
-            "leader_election": _asdict(cfg.leader_election),
-            "load_balancer": _asdict(cfg.load_balancer),
-            "apiserver": _asdict(cfg.apiserver),
-        },
+        "settings": {k: v for k, v in cfg.to_dict().items() if k in SETTINGS_SECTIONS},
         "nodes": nodes,
     }
-
-
-def _asdict(obj: object) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(obj)  # type: ignore[call-overload, no-any-return]
 
 
 # -- TOML ----------------------------------------------------------------------------------------
