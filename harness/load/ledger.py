@@ -4,7 +4,9 @@ Writers record each write before sending it and again with its fate (records.Wri
 recovery the ledger reads every object back and judges each name by its operations, in order:
 
 - ACK (2xx): the write happened. The state after the last ACK is what must be read back.
-- REJECTED (4xx): it did not happen; ignored.
+- REJECTED (4xx): it did not happen; ignored. The client sends each write exactly once (it never
+  replays a PUT or DELETE on a closed connection, see users.REPLAYABLE_METHODS), so a 4xx is the
+  answer to the only copy, not to a replay of a write that was applied unanswered.
 - MAYBE (no answer, 5xx, timeout, reset, or an attempt with no outcome because the process was
   stopped mid-request): it may or may not have been applied. Every state a MAYBE after the last
   ACK could leave is also accepted; a MAYBE is never flagged. Writers abandon a name after a

@@ -32,11 +32,14 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import geventhttpclient.client as ghc
 from locust import User, constant, constant_throughput, task
 from locust.contrib.fasthttp import FastHttpSession, FastResponse
 from locust.env import Environment
+from locust.event import EventHook
 
 from harness.load.api import CONTENT_KEY, SEED_CONFIGMAPS, SEED_DEPLOYMENT, TRAFFIC_LABEL
+from harness.load.errors import LoadError
 from harness.load.records import (
     RecordWriter,
     WatchEvent,
@@ -51,6 +54,26 @@ from harness.load.records import (
 from harness.load.settings import TrafficSettings
 
 log = logging.getLogger(__name__)
+
+# Methods a client may send again by itself when a connection closes before any answer: the safe
+# ones, as Go's net/http (so client-go and kubectl) replays them. geventhttpclient also replays PUT
+# and DELETE there; a DELETE the API applied whose answer was lost with a killed apiserver would
+# then be sent again through another one, answered 404, and recorded as rejected, turning a
+# write whose fate is unknown into a false "lost" in the ledger.
+REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def _replay_only_safe_methods() -> None:
+    hook = getattr(ghc, "_may_retry_after_send_error", None)
+    if not callable(hook):
+        raise LoadError(
+            "geventhttpclient no longer has _may_retry_after_send_error, the hook that keeps it from "
+            "sending a PUT or DELETE twice; install the version pyproject.toml pins (make venv)"
+        )
+    ghc._may_retry_after_send_error = lambda method: method.upper() in REPLAYABLE_METHODS
+
+
+_replay_only_safe_methods()
 
 _DEFAULTS = TrafficSettings()
 # Pause after a failed watch start or list: a dead LB must not turn the watcher into a busy loop.
@@ -159,6 +182,32 @@ def tls_context_factory(ca: Path, cert: Path, key: Path) -> Callable[..., ssl.SS
     return factory
 
 
+def api_session(
+    base_url: str,
+    request_event: EventHook,
+    user: User | None,
+    ssl_context_factory: Callable[..., ssl.SSLContext] | None,
+    *,
+    read_timeout_s: float,
+    connect_timeout_s: float,
+) -> FastHttpSession:
+    """The HTTP session every user sends through: one connection, no retries, no redirects."""
+    return FastHttpSession(
+        base_url=base_url,
+        request_event=request_event,
+        user=user,
+        insecure=False,
+        ssl_context_factory=ssl_context_factory,
+        network_timeout=read_timeout_s,
+        connection_timeout=connect_timeout_s,
+        # Retries would hide exactly the failures a chaos run measures (replays of safe methods
+        # on a closed connection aside, see REPLAYABLE_METHODS).
+        max_retries=0,
+        max_redirects=0,
+        concurrency=1,
+    )
+
+
 class ApiUser(User):
     """A user with an HTTPS session to the API through the LB, paced by --kq-rate-per-user."""
 
@@ -172,18 +221,13 @@ class ApiUser(User):
             raise ValueError(
                 f"traffic TLS files missing: {', '.join(missing)}; pass --kq-run-dir or --kq-ca/--kq-cert/--kq-key"
             )
-        self.client = FastHttpSession(
-            base_url=self.host,
-            request_event=environment.events.request,
-            user=self,
-            insecure=False,
-            ssl_context_factory=tls_context_factory(self.opts.ca, self.opts.cert, self.opts.key),
-            network_timeout=self.read_timeout_s(),
-            connection_timeout=self.opts.connect_timeout_s,
-            # Retries would hide exactly the failures a chaos run measures.
-            max_retries=0,
-            max_redirects=0,
-            concurrency=1,
+        self.client = api_session(
+            str(self.host),
+            environment.events.request,
+            self,
+            tls_context_factory(self.opts.ca, self.opts.cert, self.opts.key),
+            read_timeout_s=self.read_timeout_s(),
+            connect_timeout_s=self.opts.connect_timeout_s,
         )
         rate = self.opts.rate_per_user
         self._pacer = constant_throughput(rate) if rate > 0 else constant(0)
