@@ -8,7 +8,7 @@ import time
 import pytest
 
 from harness import report
-from harness.checks.availability import AvailabilitySampler
+from harness.checks.availability import AvailabilitySampler, lb_outage_verdict
 from harness.checks.budgets import check, within
 from harness.checks.http import wait_until
 from harness.checks.leaders import LeaseInfo, read_lease
@@ -106,14 +106,7 @@ def test_power_off_lease_holder(scenario: ScenarioRun, cluster: Cluster) -> None
         )
     lb = api.series["lb"]
     run.measure("lb_samples", {"count": lb.count(), "failures": lb.failures(), "resolution_s": lb.resolution_s()})
-    run.verdict(
-        within(
-            "API unavailability via LB",
-            lb.longest_outage_s(),
-            run.budgets.api_unavailability_via_lb_s,
-            what="longest client-visible outage through the LB",
-        )
-    )
+    run.verdict(lb_outage_verdict(lb, run.budgets.api_unavailability_via_lb_s))
     run.steady_state_after()
     run.finish()
 
@@ -166,13 +159,6 @@ def test_kill_one_apiserver_lb_routes_around(scenario: ScenarioRun, cluster: Clu
             f"({errors} client-visible errors in the whole fault window)",
         )
     )
-    run.verdict(
-        within(
-            "API unavailability via LB",
-            lb.longest_outage_s(),
-            run.budgets.api_unavailability_via_lb_s,
-            what="longest client-visible outage through the LB",
-        )
-    )
+    run.verdict(lb_outage_verdict(lb, run.budgets.api_unavailability_via_lb_s))
     run.steady_state_after()
     run.finish()

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from harness import report
-from harness.checks.availability import AvailabilitySampler
+from harness.checks.availability import AvailabilitySampler, lb_outage_verdict
 from harness.checks.budgets import MARGIN_S, check, within
 from harness.checks.etcd import EtcdClient, EtcdEndpoint, WriteProbe, hash_agreement
 from harness.checks.http import wait_until
@@ -113,14 +113,7 @@ def test_kill_follower_writes_continue(scenario: ScenarioRun, cluster: Cluster, 
         )
     )
     lb = api.series["lb"]
-    run.verdict(
-        within(
-            "API unavailability via LB",
-            lb.longest_outage_s(),
-            run.budgets.api_unavailability_via_lb_s,
-            what="longest client-visible outage through the LB",
-        )
-    )
+    run.verdict(lb_outage_verdict(lb, run.budgets.api_unavailability_via_lb_s))
     verify_after(run, etcd, probe)
     run.finish()
 

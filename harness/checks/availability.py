@@ -17,6 +17,7 @@ from types import TracebackType
 
 import requests
 
+from harness.checks.budgets import Verdict, within
 from harness.errors import HarnessError
 from harness.providers.base import TLSClient
 
@@ -185,3 +186,13 @@ class AvailabilitySampler:
                     next_at = time.monotonic()
         finally:
             session.close()
+
+
+def lb_outage_verdict(lb: TargetSeries, budget_s: float) -> Verdict:
+    """The verdict every disruptive scenario gives: the longest outage clients saw through the LB."""
+    return within(
+        "API unavailability via LB",
+        lb.longest_outage_s(),
+        budget_s,
+        what="longest client-visible outage through the LB",
+    )
