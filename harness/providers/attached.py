@@ -1,9 +1,12 @@
 """What scenarios need of a cluster on real machines (vagrant, existing), beyond its nodes.
 
 Clients, probes and Locust speak mutual TLS, so the kubeconfig's credentials are written out as
-files once (mode 0600, in the harness's run directory). The etcd client certificate comes from
-the inventory or, for kubeadm clusters, from the first control plane over SSH. HAProxy's view of
-the apiservers is read on the load-balancer node itself, where its stats page listens.
+files once (mode 0600, in the harness's run directory). A kubeconfig whose user signs in with a
+token or an exec plugin (OIDC, cloud logins) has no client certificate; for such clusters the
+credentials can come from the control plane instead (kubeadm's admin.conf, read over SSH). The etcd
+client certificate comes from the inventory or, for kubeadm clusters, from the first control plane
+over SSH. HAProxy's view of the apiservers is read on the load-balancer node itself, where its
+stats page listens.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +37,15 @@ KUBEADM_ETCD_PKI = {
     "cert": "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
     "key": "/etc/kubernetes/pki/etcd/healthcheck-client.key",
 }
+KUBEADM_ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf"
 FETCH_TIMEOUT_S = 30.0
+
+
+class Credentials(StrEnum):
+    """Where the harness's own API clients get their client certificate."""
+
+    KUBECONFIG = "kubeconfig"  # the inventory's kubeconfig
+    CONTROL_PLANE = "control-plane"  # a kubeconfig on the control planes (admin_kubeconfig), read over SSH
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,9 @@ class Access:
 
     # The LB in front of the apiservers; empty means the kubeconfig's server.
     lb_url: str = ""
+    credentials: Credentials = Credentials.KUBECONFIG
+    # With Credentials.CONTROL_PLANE: the kubeconfig to read on the first control plane that has it.
+    admin_kubeconfig: str = KUBEADM_ADMIN_KUBECONFIG
     apiserver_port: int = 6443
     etcd: EtcdAccess = field(default_factory=EtcdAccess)
     # Fetched with curl on the load-balancer node ({address} is that node's address).
@@ -68,7 +83,8 @@ class KubeconfigCredentials:
     key_pem: bytes
 
 
-def _material(entry: Mapping[str, Any], key: str, base: Path, source: str, what: str) -> bytes:
+def _material(entry: Mapping[str, Any], key: str, base: Path | None, source: str, what: str) -> bytes:
+    """`key`-data, or the file `key` names relative to `base`; base None: the file is on another machine."""
     data = entry.get(f"{key}-data")
     if isinstance(data, str) and data:
         try:
@@ -77,28 +93,48 @@ def _material(entry: Mapping[str, Any], key: str, base: Path, source: str, what:
             raise ConfigError(f"kubeconfig {source}: {key}-data is not base64") from None
     path = entry.get(key)
     if isinstance(path, str) and path:
+        if base is None:
+            raise ConfigError(
+                f"kubeconfig {source}: {key} names a file ({path}) on that machine, not inline {key}-data; "
+                "point admin_kubeconfig under [api] at a kubeconfig with embedded certificates"
+            )
         p = Path(os.path.expanduser(path))
         p = p if p.is_absolute() else base / p
         try:
             return p.read_bytes()
         except OSError as exc:
             raise ConfigError(f"kubeconfig {source}: cannot read {key} {p} ({exc.strerror})") from None
+    signs_in = next((k for k in ("token", "tokenFile", "exec", "auth-provider") if entry.get(k)), "")
+    how = f" (it signs in with {signs_in})" if signs_in else ""
     raise ConfigError(
-        f"kubeconfig {source}: the {what} has no {key} or {key}-data. kubequake's clients speak mutual TLS; "
-        "use a kubeconfig with a client certificate (kubeadm's /etc/kubernetes/admin.conf has one)"
+        f"kubeconfig {source}: the {what} has no {key} or {key}-data{how}. kubequake's clients speak mutual TLS; "
+        'use a kubeconfig with a client certificate, or set credentials = "control-plane" under [api] in the '
+        f"inventory to read the control plane's own ({KUBEADM_ADMIN_KUBECONFIG} on kubeadm clusters) over SSH"
     )
 
 
-def parse_kubeconfig(path: Path, context: str = "") -> KubeconfigCredentials:
-    """The server and TLS material of `context` (or the current one) in a client-certificate kubeconfig."""
+def _load_kubeconfig(text: str, source: str) -> dict[str, Any]:
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"kubeconfig {source} cannot be read as YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"kubeconfig {source} is not a kubeconfig (expected a mapping)")
+    return doc
+
+
+def _read_kubeconfig(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"kubeconfig {path} does not exist; fix `kubeconfig` in the inventory") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"kubeconfig {path} cannot be read as YAML: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f"kubeconfig {path} is not a kubeconfig (expected a mapping)")
+    except OSError as exc:
+        raise ConfigError(f"kubeconfig {path} cannot be read: {exc.strerror}") from None
+    return _load_kubeconfig(text, str(path))
+
+
+def _context(doc: Mapping[str, Any], source: str, context: str) -> tuple[str, Mapping[str, Any], Mapping[str, Any]]:
+    """The server, cluster entry and user entry of `context` (or the current one)."""
 
     def named(kind: str, name: str) -> Mapping[str, Any]:
         for item in doc.get(kind) or []:
@@ -106,24 +142,44 @@ def parse_kubeconfig(path: Path, context: str = "") -> KubeconfigCredentials:
                 inner = item.get(kind[:-1])
                 if isinstance(inner, dict):
                     return inner
-        raise ConfigError(f"kubeconfig {path}: no {kind[:-1]} named {name!r}")
+        raise ConfigError(f"kubeconfig {source}: no {kind[:-1]} named {name!r}")
 
     ctx_name = context or doc.get("current-context") or ""
     if not ctx_name:
-        raise ConfigError(f"kubeconfig {path} has no current-context; name one with `context` in the inventory")
+        raise ConfigError(f"kubeconfig {source} has no current-context; name one with `context` in the inventory")
     ctx = named("contexts", str(ctx_name))
     cluster = named("clusters", str(ctx.get("cluster", "")))
     user = named("users", str(ctx.get("user", "")))
     server = cluster.get("server")
     if not isinstance(server, str) or not server.startswith("https://"):
-        raise ConfigError(f"kubeconfig {path}: cluster server {server!r} is not an https:// URL")
-    base = path.resolve().parent
+        raise ConfigError(f"kubeconfig {source}: cluster server {server!r} is not an https:// URL")
+    return server.rstrip("/"), cluster, user
+
+
+def credentials_from(
+    doc: Mapping[str, Any], source: str, base: Path | None, context: str = ""
+) -> KubeconfigCredentials:
+    """The server and TLS material of `context` (or the current one) in a parsed kubeconfig.
+
+    Files it names are read relative to `base`; with base None only inline -data is accepted.
+    """
+    server, cluster, user = _context(doc, source, context)
     return KubeconfigCredentials(
-        server=server.rstrip("/"),
-        ca_pem=_material(cluster, "certificate-authority", base, str(path), "cluster"),
-        cert_pem=_material(user, "client-certificate", base, str(path), "user"),
-        key_pem=_material(user, "client-key", base, str(path), "user"),
+        server=server,
+        ca_pem=_material(cluster, "certificate-authority", base, source, "cluster"),
+        cert_pem=_material(user, "client-certificate", base, source, "user"),
+        key_pem=_material(user, "client-key", base, source, "user"),
     )
+
+
+def parse_kubeconfig(path: Path, context: str = "") -> KubeconfigCredentials:
+    """The server and TLS material of `context` (or the current one) in a client-certificate kubeconfig."""
+    return credentials_from(_read_kubeconfig(path), str(path), path.resolve().parent, context)
+
+
+def kubeconfig_server(path: Path, context: str = "") -> str:
+    """The API server `context` (or the current one) points at, whatever its user signs in with."""
+    return _context(_read_kubeconfig(path), str(path), context)[0]
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -147,6 +203,7 @@ class AttachedCluster:
     def __init__(self) -> None:
         self._tls_lock = threading.Lock()
         self._creds: KubeconfigCredentials | None = None
+        self._server: str | None = None
         self._admin: TLSClient | None = None
         self._etcd: TLSClient | None = None
         self._bins: binmod.BinarySet | None = None
@@ -181,11 +238,39 @@ class AttachedCluster:
     # -- endpoints ---------------------------------------------------------------------------
     def _credentials(self) -> KubeconfigCredentials:
         if self._creds is None:
-            self._creds = parse_kubeconfig(self.kubeconfig(), self.kubeconfig_context())
+            if self.access.credentials is Credentials.CONTROL_PLANE:
+                self._creds = self._fetch_admin_kubeconfig()
+            else:
+                self._creds = parse_kubeconfig(self.kubeconfig(), self.kubeconfig_context())
         return self._creds
 
+    def _fetch_admin_kubeconfig(self) -> KubeconfigCredentials:
+        remote = self.access.admin_kubeconfig
+        errors = []
+        for cp in self.control_planes():
+            try:
+                res = cp.run(["cat", remote], FETCH_TIMEOUT_S)
+            except TransportError as exc:
+                errors.append(f"{cp.name}: {exc}")
+                continue
+            if not res.ok:
+                errors.append(f"{cp.name}: exit {res.exit_status}: {res.stderr.strip()[-200:]}")
+                continue
+            source = f"{remote} on {cp.name}"
+            return credentials_from(_load_kubeconfig(res.stdout, source), source, None)
+        raise ClusterError(
+            f"cannot read {remote} on any control plane ({'; '.join(errors) or 'none listed'}); "
+            "set admin_kubeconfig under [api] in the inventory to where the control planes keep a "
+            "client-certificate kubeconfig"
+        )
+
     def lb_url(self) -> str:
-        return self.access.lb_url.rstrip("/") or self._credentials().server
+        # The kubeconfig the user gave names the endpoint, whichever credentials the harness uses.
+        if self.access.lb_url:
+            return self.access.lb_url.rstrip("/")
+        if self._server is None:
+            self._server = kubeconfig_server(self.kubeconfig(), self.kubeconfig_context())
+        return self._server
 
     def apiserver_url(self, node: str) -> str:
         return f"https://{self.node(node).address}:{self.access.apiserver_port}"
@@ -251,6 +336,7 @@ class AttachedCluster:
         with self._tls_lock:
             shutil.rmtree(self.run_dir / "tls", ignore_errors=True)
             self._admin = None
+            self._creds = None
             if self._etcd is not None and self._etcd.key.parent == self.run_dir / "tls":
                 self._etcd = None
 

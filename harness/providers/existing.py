@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from harness import config as kqconfig
 from harness.errors import ClusterError, ConfigError, FaultError, HarnessError, TransportError
-from harness.providers.attached import Access, AttachedCluster, EtcdAccess
+from harness.providers.attached import Access, AttachedCluster, Credentials, EtcdAccess
 from harness.providers.base import Cluster, Component, Node, Role
 from harness.providers.remote import (
     COMPONENT_ACTIONS,
@@ -318,8 +318,21 @@ def _access(top: _Table, base: Path) -> Access:
     lb_url = api.text("lb_url", "")
     if lb_url and not lb_url.startswith("https://"):
         raise api.fail("lb_url", f"{lb_url!r} is not an https:// URL")
+    raw = api.text("credentials", Credentials.KUBECONFIG.value)
+    try:
+        credentials = Credentials(raw)
+    except ValueError:
+        raise api.fail(
+            "credentials",
+            f"{raw!r}: choose kubeconfig (its client certificate) or control-plane (admin_kubeconfig read over SSH)",
+        ) from None
+    admin_kubeconfig = api.text("admin_kubeconfig", Access.admin_kubeconfig)
+    if not admin_kubeconfig.startswith("/"):
+        raise api.fail("admin_kubeconfig", f"{admin_kubeconfig!r}: give the absolute path on the control planes")
     return Access(
         lb_url=lb_url,
+        credentials=credentials,
+        admin_kubeconfig=admin_kubeconfig,
         apiserver_port=int(api.number("apiserver_port", 6443)),
         etcd=EtcdAccess(
             client_port=int(etcd.number("client_port", 2379)),
@@ -659,7 +672,38 @@ class ExistingCluster(AttachedCluster):
                 f"inventory {self.inventory.source} does not match the cluster behind {self.inventory.kubeconfig}:"
                 "\n  - " + "\n  - ".join(problems)
             )
+        if self.access.credentials is Credentials.CONTROL_PLANE:
+            self.confirm_credentials()
         log.info("attached to existing cluster %s (%d nodes)", self.inventory.cluster, len(self._nodes))
+
+    def confirm_credentials(self) -> None:
+        """Credentials read from a control plane must reach the cluster the kubeconfig was checked against."""
+        from kubernetes import client
+
+        from harness.kube import api_client
+
+        want = self.view.kube_system_uid()
+        try:
+            with api_client(self.lb_url(), self.admin_tls(), timeout=API_TIMEOUT_S) as api:
+                meta = client.CoreV1Api(api).read_namespace("kube-system", _request_timeout=API_TIMEOUT_S).metadata
+                got = str(meta.uid) if meta else ""
+        except HarnessError:
+            self.forget_credentials()
+            raise
+        # TLS, HTTP and API errors all mean the same here: these credentials do not work.
+        except Exception as exc:
+            self.forget_credentials()
+            raise ClusterError(
+                f"the credentials in {self.access.admin_kubeconfig} on the control planes do not work at "
+                f"{self.lb_url()}: {exc}; point admin_kubeconfig under [api] at this cluster's admin kubeconfig"
+            ) from None
+        if got != want:
+            self.forget_credentials()
+            raise ClusterError(
+                f"{self.access.admin_kubeconfig} on the control planes reaches a cluster whose kube-system UID is "
+                f"{got}, not {want} as through {self.inventory.kubeconfig}: the nodes and the kubeconfig belong "
+                "to different clusters; fix the inventory"
+            )
 
     def destroy(self) -> None:
         """Disconnect and drop the credential copies. An existing cluster is never torn down by kubequake."""

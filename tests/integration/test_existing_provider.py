@@ -8,18 +8,21 @@ real API and the real SSH host either confirm or contradict.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client
 
-from harness.errors import ClusterError, FaultError
+from harness.errors import ClusterError, ConfigError, FaultError
 from harness.kube import api_client
 from harness.providers.base import Component
 from harness.providers.existing import CONTROL_PLANE_LABEL, ExistingCluster, Inventory, parse_inventory
 from harness.providers.local import LocalCluster
+from tests.certs import self_signed_ca
 from tests.integration.sshd_server import SSHServer, sshd, sshd_prepared
 
 __all__ = ["sshd", "sshd_prepared"]  # fixtures, imported for pytest
@@ -161,3 +164,141 @@ def test_an_unreachable_api_is_a_clear_error(tmp_path: Path) -> None:
         ClusterError, match=rf"cannot list nodes through {kubeconfig} within 10s: .*check the kubeconfig"
     ):
         ExistingCluster(inv, check_ssh_addresses=False).create()
+
+
+@pytest.fixture
+def token_kubeconfig(cluster: LocalCluster, tmp_path: Path) -> Iterator[Path]:
+    """A kubeconfig whose user signs in with a bearer token (a ServiceAccount's), as SSO logins do.
+
+    Its role reads only what the wrong-cluster check reads: the harness's own clients must not
+    borrow this identity, they need a client certificate.
+    """
+    name = f"kq-reader-{uuid.uuid4().hex[:6]}"
+    with api_client(cluster.lb_url(), cluster.admin_tls()) as api:
+        core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+        core.create_namespaced_service_account(
+            "default", client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name))
+        )
+        rbac.create_cluster_role(
+            client.V1ClusterRole(
+                metadata=client.V1ObjectMeta(name=name),
+                rules=[
+                    client.V1PolicyRule(api_groups=[""], resources=["nodes", "namespaces"], verbs=["get", "list"]),
+                    client.V1PolicyRule(api_groups=[""], resources=["endpoints"], verbs=["get"]),
+                ],
+            )
+        )
+        rbac.create_cluster_role_binding(
+            client.V1ClusterRoleBinding(
+                metadata=client.V1ObjectMeta(name=name),
+                role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=name),
+                subjects=[client.RbacV1Subject(kind="ServiceAccount", name=name, namespace="default")],
+            )
+        )
+        try:
+            token = core.create_namespaced_service_account_token(
+                name, "default", client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[]))
+            ).status.token
+            path = tmp_path / "sso.conf"
+            path.write_text(
+                yaml.safe_dump(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Config",
+                        "current-context": "sso",
+                        "clusters": [
+                            {
+                                "name": "c",
+                                "cluster": {
+                                    "server": cluster.lb_url(),
+                                    "certificate-authority": str(cluster.admin_tls().ca),
+                                },
+                            }
+                        ],
+                        "contexts": [{"name": "sso", "context": {"cluster": "c", "user": "sso"}}],
+                        "users": [{"name": "sso", "user": {"token": token}}],
+                    }
+                )
+            )
+            yield path
+        finally:
+            rbac.delete_cluster_role_binding(name)
+            rbac.delete_cluster_role(name)
+            core.delete_namespaced_service_account(name, "default")
+
+
+def embedded_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path) -> Path:
+    """A kubeconfig with its certificates inline, the way kubeadm writes admin.conf."""
+
+    def b64(p: Path) -> str:
+        return base64.b64encode(p.read_bytes()).decode()
+
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "admin",
+                "clusters": [{"name": "c", "cluster": {"server": server, "certificate-authority-data": b64(ca)}}],
+                "contexts": [{"name": "admin", "context": {"cluster": "c", "user": "admin"}}],
+                "users": [
+                    {"name": "admin", "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}
+                ],
+            }
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+def test_a_token_kubeconfig_works_with_the_control_planes_credentials(
+    cluster: LocalCluster, sshd: SSHServer, control_plane_node: str, token_kubeconfig: Path, tmp_path: Path
+) -> None:
+    # Refused as it stands, with the way out named.
+    plain = ExistingCluster(
+        inventory(cluster, sshd, control_plane_node, tmp_path, kubeconfig=str(token_kubeconfig)),
+        run_dir=tmp_path / "plain",
+    )
+    try:
+        plain.create()  # the wrong-cluster check itself runs through the token
+        with pytest.raises(ConfigError, match=r"signs in with token.*credentials = \"control-plane\""):
+            plain.admin_tls()
+    finally:
+        plain.destroy()
+
+    tls = cluster.admin_tls()
+    admin_conf = embedded_kubeconfig(tmp_path / "admin.conf", cluster.lb_url(), tls.ca, tls.cert, tls.key)
+    api = {"credentials": "control-plane", "admin_kubeconfig": str(admin_conf)}
+    existing = ExistingCluster(
+        inventory(cluster, sshd, control_plane_node, tmp_path, kubeconfig=str(token_kubeconfig), api=api),
+        run_dir=tmp_path / "fetched",
+    )
+    try:
+        existing.create()  # reads admin.conf over SSH and confirms it reaches the same cluster
+        fetched = existing.admin_tls()
+        assert fetched.key.parent == tmp_path / "fetched" / "tls"
+        assert fetched.cert.read_bytes() == tls.cert.read_bytes()
+        with api_client(existing.lb_url(), fetched) as kapi:
+            # An admin-only request: the token's role could not do this.
+            assert client.CoreV1Api(kapi).list_namespaced_secret("kube-system", _request_timeout=10) is not None
+    finally:
+        existing.destroy()
+    assert not (tmp_path / "fetched" / "tls").exists()
+
+
+def test_control_plane_credentials_of_another_cluster_are_refused(
+    cluster: LocalCluster, sshd: SSHServer, control_plane_node: str, token_kubeconfig: Path, tmp_path: Path
+) -> None:
+    ca, key = self_signed_ca(tmp_path, "other-cluster-ca")
+    other = embedded_kubeconfig(tmp_path / "other.conf", cluster.lb_url(), ca, ca, key)
+    api = {"credentials": "control-plane", "admin_kubeconfig": str(other)}
+    existing = ExistingCluster(
+        inventory(cluster, sshd, control_plane_node, tmp_path, kubeconfig=str(token_kubeconfig), api=api),
+        run_dir=tmp_path / "other",
+    )
+    try:
+        with pytest.raises(ClusterError, match=rf"the credentials in {other} on the control planes do not work at"):
+            existing.create()
+        assert not (tmp_path / "other" / "tls").exists()  # nothing of the wrong credentials kept
+    finally:
+        existing.destroy()

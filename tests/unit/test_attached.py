@@ -238,9 +238,81 @@ def test_client_certificate_kubeconfigs_give_the_tls_files(tmp_path: Path) -> No
 
 def test_token_kubeconfigs_are_refused_with_the_fix(tmp_path: Path) -> None:
     with pytest.raises(
-        ConfigError, match=r"the user has no client-certificate .*\(kubeadm's /etc/kubernetes/admin.conf has one\)"
+        ConfigError,
+        match=r"the user has no client-certificate .*\(it signs in with token\).*"
+        r'credentials = "control-plane" under \[api\]',
     ):
         parse_kubeconfig(kubeconfig(tmp_path, "{token: abc}"))
+
+
+def token_inventory(tmp_path: Path, api: dict[str, str]) -> ExistingCluster:
+    kubeconfig(tmp_path, "{exec: {apiVersion: client.authentication.k8s.io/v1, command: sso-login}}")
+    inv = parse_inventory(
+        {
+            "cluster": "lab",
+            "kubeconfig": "admin.conf",
+            "api": api,
+            "nodes": [
+                {"name": "cp1", "role": "control-plane", "host": "h1"},
+                {"name": "cp2", "role": "control-plane", "host": "h2"},
+            ],
+        },
+        "inv.toml",
+        tmp_path,
+    )
+    return ExistingCluster(inv, check_ssh_addresses=False, run_dir=tmp_path / "run")
+
+
+def admin_conf(cert: str = "client-certificate-data: Q0VSVA==") -> str:
+    ca = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nNODE-CA\n").decode()
+    return (
+        "apiVersion: v1\nkind: Config\ncurrent-context: kubernetes-admin@kubernetes\n"
+        "clusters: [{name: kubernetes, cluster: "
+        f"{{server: 'https://10.0.0.5:6443', certificate-authority-data: {ca}}}}}]\n"
+        "contexts: [{name: kubernetes-admin@kubernetes, context: {cluster: kubernetes, user: kubernetes-admin}}]\n"
+        f"users: [{{name: kubernetes-admin, user: {{{cert}, client-key-data: S0VZ}}}}]\n"
+    )
+
+
+def test_control_plane_credentials_are_read_over_ssh_from_the_first_that_has_them(tmp_path: Path) -> None:
+    c = token_inventory(tmp_path, {"credentials": "control-plane"})
+    first, second = c.node("cp1"), c.node("cp2")
+    first.transport = missing = Recording(exit_status=1)
+    second.transport = found = Recording(stdout=admin_conf())
+    tls = c.admin_tls()
+    assert missing.calls == [["cat", "/etc/kubernetes/admin.conf"]] == found.calls
+    assert (tls.cert.read_bytes(), tls.key.read_bytes()) == (b"CERT", b"KEY")
+    assert b"NODE-CA" in tls.ca.read_bytes()
+    # The endpoint stays the one the user's kubeconfig names (and the wrong-cluster check used).
+    assert c.lb_url() == "https://10.0.0.10:6443"
+    c.destroy()
+    assert not (tmp_path / "run" / "tls").exists()
+
+
+def test_control_plane_credentials_fail_with_the_fix(tmp_path: Path) -> None:
+    c = token_inventory(tmp_path, {"credentials": "control-plane", "admin_kubeconfig": "/etc/kq/admin.conf"})
+    for name in ("cp1", "cp2"):
+        c.node(name).transport = Recording(exit_status=1)
+    with pytest.raises(
+        ClusterError, match=r"cannot read /etc/kq/admin.conf on any control plane .*set admin_kubeconfig"
+    ):
+        c.admin_tls()
+    # A kubeconfig that names files names them on the node: never read a same-named file here.
+    c.node("cp1").transport = Recording(stdout=admin_conf("client-certificate: /etc/kubernetes/pki/admin.crt"))
+    with pytest.raises(ConfigError, match=r"client-certificate names a file \(/etc/kubernetes/pki/admin.crt\) on that"):
+        c.admin_tls()
+
+
+@pytest.mark.parametrize(
+    ("api", "message"),
+    [
+        ({"credentials": "token"}, r"api\.credentials: 'token': choose kubeconfig .* or control-plane"),
+        ({"admin_kubeconfig": "admin.conf"}, r"api\.admin_kubeconfig: 'admin.conf': give the absolute path"),
+    ],
+)
+def test_bad_credentials_settings_name_the_fix(tmp_path: Path, api: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        token_inventory(tmp_path, api)
 
 
 def test_haproxy_stats_are_read_on_the_load_balancer_node(tmp_path: Path) -> None:
