@@ -17,6 +17,11 @@ Verdicts: a name whose acknowledged content cannot be read back (missing, or oth
 LOST; a name whose acknowledged delete is undone (the object is back, and no later acknowledged
 or maybe create explains it) is RESURRECTED. A ledger with no acknowledged write is an error,
 not a pass: a verdict on nothing must not pass.
+
+A 404 or 409 right after an acknowledged write on the same name contradicts that write: the
+writer held the latest state, yet the API said the object was gone or had changed. That is not a
+verdict by itself (the read-back decides), but it is listed with the verdict, because it is
+where a lost write or a replayed request first shows.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -114,6 +120,7 @@ class Operation:
     outcome: WritePhase  # ACK, MAYBE or REJECTED (never ATTEMPT)
     resource_version: str
     time: float
+    status: int = 0  # the HTTP status of the outcome, 0 without an answer
 
     def result(self) -> State:
         return State(False) if self.op is WriteOp.DELETE else State(True, self.content)
@@ -148,6 +155,8 @@ class LedgerVerdict:
     unverifiable: int
     lost: tuple[ObjectFinding, ...]
     resurrected: tuple[ObjectFinding, ...]
+    # Rejections that contradict the acknowledged write before them (see the module docstring).
+    contradicted: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -168,10 +177,12 @@ class LedgerVerdict:
             f"{self.acknowledged_deletes} acknowledged deletes, {self.maybe} maybe, {self.rejected} rejected)"
         )
         if self.passed:
-            return f"nothing lost: {head}"
-        parts = [f"{len(self.lost)} lost, {len(self.resurrected)} resurrected of {head}"]
-        parts += [f"LOST {f.describe()}" for f in self.lost[:20]]
-        parts += [f"RESURRECTED {f.describe()}" for f in self.resurrected[:20]]
+            parts = [f"nothing lost: {head}"]
+        else:
+            parts = [f"{len(self.lost)} lost, {len(self.resurrected)} resurrected of {head}"]
+            parts += [f"LOST {f.describe()}" for f in self.lost[:20]]
+            parts += [f"RESURRECTED {f.describe()}" for f in self.resurrected[:20]]
+        parts += [f"CONTRADICTED {c}" for c in self.contradicted[:20]]
         return "\n".join(parts)
 
 
@@ -190,15 +201,29 @@ def resolve(records: Iterable[WriteRecord]) -> list[Operation]:
         o = outcomes.get(key)
         outcome = o.phase if o is not None else WritePhase.MAYBE
         rv = o.resource_version if o is not None and o.phase is WritePhase.ACK else a.resource_version
-        ops.append(Operation(a.writer, a.seq, a.op, a.namespace, a.name, a.content, outcome, rv, a.time))
+        status = o.status if o is not None else 0
+        ops.append(Operation(a.writer, a.seq, a.op, a.namespace, a.name, a.content, outcome, rv, a.time, status))
     # An outcome without its attempt (a torn attempt line) still says what happened.
     for key, o in outcomes.items():
         if key not in attempts:
             ops.append(
-                Operation(o.writer, o.seq, o.op, o.namespace, o.name, o.content, o.phase, o.resource_version, o.time)
+                Operation(
+                    o.writer, o.seq, o.op, o.namespace, o.name, o.content, o.phase, o.resource_version, o.time, o.status
+                )
             )
     ops.sort(key=lambda op: (op.namespace, op.name, op.writer, op.seq))
     return ops
+
+
+def _contradictions(ns: str, name: str, ops: list[Operation]) -> list[str]:
+    out = []
+    for before, op in pairwise(ops):
+        if op.outcome is WritePhase.REJECTED and op.status in (404, 409) and before.outcome is WritePhase.ACK:
+            out.append(
+                f"{ns}/{name}: {op.op} answered {op.status} right after the acknowledged {before.op} "
+                f"(rv={before.resource_version or '-'}) the writer held"
+            )
+    return out
 
 
 class Ledger:
@@ -258,7 +283,9 @@ class Ledger:
         lost: list[ObjectFinding] = []
         resurrected: list[ObjectFinding] = []
         checked = unverifiable = 0
+        contradicted: list[str] = []
         for (ns, name), ops in sorted(objects.items()):
+            contradicted += _contradictions(ns, name, ops)
             judged = [o for o in ops if o.outcome is not WritePhase.REJECTED]
             last_ack = max((i for i, o in enumerate(judged) if o.outcome is WritePhase.ACK), default=None)
             if last_ack is None:
@@ -300,6 +327,8 @@ class Ledger:
             unverifiable=unverifiable,
             lost=tuple(lost),
             resurrected=tuple(resurrected),
+            contradicted=tuple(contradicted),
         )
-        (log.info if verdict.passed else log.error)("ledger: %s", verdict.message)
+        level = logging.ERROR if not verdict.passed else logging.WARNING if contradicted else logging.INFO
+        log.log(level, "ledger: %s", verdict.message)
         return verdict

@@ -185,3 +185,19 @@ def test_ledger_from_record_files(tmp_path: Path) -> None:
     ledger = Ledger.from_dir(tmp_path)
     assert len(ledger.acknowledged()) == 2
     assert ledger.verify(FakeReader({"a": "a2"})).passed
+
+
+def test_a_rejection_right_after_an_acknowledged_write_is_listed_as_a_contradiction() -> None:
+    # The shape of a replayed delete: applied, answer lost, the copy answered 404.
+    w = Writer().create("a", "a1").op(WriteOp.DELETE, "a", "", WritePhase.REJECTED, 404)
+    w.create("b", "b1").op(WriteOp.UPDATE, "b", "b2", WritePhase.MAYBE, 0).create("c", "c1")
+    v = w.ledger().verify(FakeReader({"b": "b1", "c": "c1"}))
+    assert v.lost_names == ["a"]
+    assert v.contradicted == (
+        f"{NS}/a: delete answered 404 right after the acknowledged create (rv=101) the writer held",
+    )
+    assert v.message.splitlines()[-1] == f"CONTRADICTED {v.contradicted[0]}"
+    # Informational, not a verdict: the read-back decides, and a clean one still passes.
+    clean = w.ledger().verify(FakeReader({"a": "a1", "b": "b1", "c": "c1"}))
+    assert clean.passed and len(clean.contradicted) == 1
+    assert clean.message.startswith("nothing lost: ") and "CONTRADICTED" in clean.message
