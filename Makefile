@@ -8,8 +8,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 KQ := $(BIN)/kubequake
 # haproxy: the LB; iptables: partitions and power-off black-holing; openssh-server: the SSH transport's
-# tests; curl: HAProxy stats read on an LB node over SSH (the existing provider's tests); chromium: opening the Allure report in tests; vagrant, vagrant-libvirt, ruby, shellcheck:
-# checking the Vagrantfile and provisioning scripts. Java (for the Allure 2 command line) and Node.js
+# tests; curl: HAProxy stats read on an LB node over SSH (the existing provider's tests); chromium:
+# opening the Allure report in tests; vagrant, vagrant-libvirt, ruby, shellcheck: checking the
+# Vagrantfile and provisioning scripts. Java (for the Allure 2 command line) and Node.js
 # with npm are taken from the machine when present, else from Debian.
 DEB_PACKAGES := haproxy iptables iproute2 openssh-server openssh-client curl procps psmisc ca-certificates \
 	chromium vagrant vagrant-libvirt ruby shellcheck

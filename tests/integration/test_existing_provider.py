@@ -199,32 +199,30 @@ def token_kubeconfig(cluster: LocalCluster, tmp_path: Path) -> Iterator[Path]:
             token = core.create_namespaced_service_account_token(
                 name, "default", client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[]))
             ).status.token
-            path = tmp_path / "sso.conf"
-            path.write_text(
-                yaml.safe_dump(
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Config",
-                        "current-context": "sso",
-                        "clusters": [
-                            {
-                                "name": "c",
-                                "cluster": {
-                                    "server": cluster.lb_url(),
-                                    "certificate-authority": str(cluster.admin_tls().ca),
-                                },
-                            }
-                        ],
-                        "contexts": [{"name": "sso", "context": {"cluster": "c", "user": "sso"}}],
-                        "users": [{"name": "sso", "user": {"token": token}}],
-                    }
-                )
-            )
-            yield path
+            cluster_entry = {"server": cluster.lb_url(), "certificate-authority": str(cluster.admin_tls().ca)}
+            yield write_kubeconfig(tmp_path / "sso.conf", cluster_entry, {"token": token})
         finally:
             rbac.delete_cluster_role_binding(name)
             rbac.delete_cluster_role(name)
             core.delete_namespaced_service_account(name, "default")
+
+
+def write_kubeconfig(path: Path, cluster: dict[str, str], user: dict[str, str]) -> Path:
+    """A one-context kubeconfig (mode 0600) with these cluster and user entries."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "ctx",
+                "clusters": [{"name": "c", "cluster": cluster}],
+                "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+                "users": [{"name": "u", "user": user}],
+            }
+        )
+    )
+    path.chmod(0o600)
+    return path
 
 
 def embedded_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path) -> Path:
@@ -233,22 +231,11 @@ def embedded_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path
     def b64(p: Path) -> str:
         return base64.b64encode(p.read_bytes()).decode()
 
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "admin",
-                "clusters": [{"name": "c", "cluster": {"server": server, "certificate-authority-data": b64(ca)}}],
-                "contexts": [{"name": "admin", "context": {"cluster": "c", "user": "admin"}}],
-                "users": [
-                    {"name": "admin", "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}
-                ],
-            }
-        )
+    return write_kubeconfig(
+        path,
+        {"server": server, "certificate-authority-data": b64(ca)},
+        {"client-certificate-data": b64(cert), "client-key-data": b64(key)},
     )
-    path.chmod(0o600)
-    return path
 
 
 def test_a_token_kubeconfig_works_with_the_control_planes_credentials(
