@@ -204,15 +204,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     start = time.monotonic()
     cluster.create(timeout=args.timeout)
     took = time.monotonic() - start
-    print(f"cluster {cfg.name!r} ready in {took:.1f}s: {cfg.control_planes} control planes, {cfg.workers} workers")
-    print(f"API (through the LB): {cluster.lb_url()}")
-    print(f"kubeconfig: {cluster.kubeconfig()}")
     if not args.foreground:
+        _report_ready(cluster, took)
         _start_detached_watchdog(cluster)
         print("stop it with: kubequake down")
         return EXIT_OK
-    print("running in the foreground; Ctrl-C stops it")
+    # The guarded region starts right after create(): a Ctrl-C that lands while the lines below
+    # are printed (a user reacting to "ready" at once) is the same orderly stop as one during
+    # the wait, not an "interrupted" exit.
     try:
+        _report_ready(cluster, took)
+        print("running in the foreground; Ctrl-C stops it")
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
@@ -220,6 +222,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         cluster.destroy()
     return EXIT_OK
+
+
+def _report_ready(cluster: LocalCluster, took: float) -> None:
+    cfg = cluster.cfg
+    print(f"cluster {cfg.name!r} ready in {took:.1f}s: {cfg.control_planes} control planes, {cfg.workers} workers")
+    print(f"API (through the LB): {cluster.lb_url()}")
+    print(f"kubeconfig: {cluster.kubeconfig()}")
 
 
 def _start_detached_watchdog(cluster: LocalCluster) -> None:
