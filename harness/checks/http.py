@@ -36,8 +36,18 @@ class ProbeResult:
     latency_s: float
 
 
-def probe(url: str, tls: TLSClient | None, timeout: float = 2.0, anonymous: bool = False) -> ProbeResult:
-    """GET a URL once; never raises for network errors, returns what happened."""
+def probe(
+    url: str,
+    tls: TLSClient | None,
+    timeout: float = 2.0,
+    anonymous: bool = False,
+    session: requests.Session | None = None,
+) -> ProbeResult:
+    """GET a URL once; never raises for network errors, returns what happened.
+
+    Waiters that probe again and again pass their own `session` (from loopback_session) so
+    every probe after the first reuses one kept-alive connection instead of a new TLS handshake.
+    """
     start = time.monotonic()
     kwargs: dict[str, object] = {"timeout": timeout}
     if url.startswith("https://"):
@@ -47,7 +57,10 @@ def probe(url: str, tls: TLSClient | None, timeout: float = 2.0, anonymous: bool
         if not anonymous:
             kwargs["cert"] = (str(tls.cert), str(tls.key))
     try:
-        with loopback_session() as session:
+        if session is None:
+            with loopback_session() as once:
+                resp = once.get(url, **kwargs)  # type: ignore[arg-type]
+        else:
             resp = session.get(url, **kwargs)  # type: ignore[arg-type]
     except requests.RequestException as exc:
         return ProbeResult(url, False, None, "", f"{type(exc).__name__}: {exc}", time.monotonic() - start)

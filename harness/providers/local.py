@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import requests
+
 from harness import binaries as binmod
 from harness import pki as pkimod
-from harness.checks.http import probe, wait_until
+from harness.checks.http import loopback_session, probe, wait_until
 from harness.config import ClusterConfig
 from harness.errors import (
     ClusterError,
@@ -42,6 +44,7 @@ from harness.providers.cgroups import node_cgroup, remove_cluster_cgroups
 from harness.providers.haproxy import Backend, render_haproxy_config, stats_over_socket
 from harness.providers.process import ComponentState, ProcessSpec, Supervisor, sweep
 from harness.providers.watchdog import Watchdog, hold, release
+from harness.providers.workers import KWOK_ANNOTATION, ensure_workers, wait_workers_ready
 from harness.transport.base import CommandResult
 from harness.transport.local import LocalTransport
 
@@ -51,10 +54,12 @@ KCM_PORT = 10257
 SCHEDULER_PORT = 10259
 ETCD_METRICS_PORT = 2381
 SERVICE_CIDR = "10.96.0.0/12"
-KWOK_ANNOTATION = "kwok.x-k8s.io/node"
-# Each readiness probe is a fresh TLS handshake. At 0.1 s, a dozen waiters spent much of a core
-# of a 2-core machine on probes while the components they wait for needed it to start.
-READY_POLL_S = 0.25
+# Each waiter keeps one connection alive for its probes: with a fresh TLS handshake per probe,
+# polling at 0.1 s had a dozen waiters spend much of a core of a 2-core machine while the
+# components they wait for needed it to start (0.25 s was the compromise then).
+READY_POLL_S = 0.1
+# How long the other etcd members wait for the first one to serve before starting regardless.
+ETCD_LEAD_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -114,14 +119,6 @@ def check_port_free(address: str, port: int, what: str) -> None:
                 f"{address}:{port} ({what}) is already in use by {owner}. Stop it, or pick another "
                 f"address block with --set address_block=N"
             ) from None
-
-
-def _warm_api_client() -> None:
-    # The kubernetes client imports its API classes on first use: CoreV1Api alone costs 0.7-1.3 s
-    # of CPU, paid when the first worker Node is registered. Imported while etcd elects its
-    # leader (mostly waiting), it is off the path to Ready.
-    with contextlib.suppress(Exception):
-        from kubernetes.client import CoreV1Api  # noqa: F401
 
 
 class LocalNode:
@@ -541,14 +538,16 @@ class LocalCluster:
             return f"{self.lb_url()}/readyz", self.admin_tls()
         raise ClusterError(f"{component} has no health endpoint")
 
-    def component_ready(self, node: LocalNode, component: Component, timeout: float = 2.0) -> tuple[bool, str]:
+    def component_ready(
+        self, node: LocalNode, component: Component, timeout: float = 2.0, session: requests.Session | None = None
+    ) -> tuple[bool, str]:
         state = node.state(component)
         if state is not ComponentState.RUNNING:
             return False, f"{node.name}/{component} is {state}"
         if component is Component.KWOK:
             return True, "running"
         url, tls = self.component_health_url(node, component)
-        r = probe(url, tls, timeout=timeout)
+        r = probe(url, tls, timeout=timeout, session=session)
         if component is Component.ETCD and r.ok:
             return '"health":"true"' in r.body, r.body.strip()
         return r.ok, f"{url}: {r.status} {r.error or r.body[:200]}"
@@ -569,10 +568,11 @@ class LocalCluster:
                     f"{node.name}/{component} exited during start-up; see {self.log_path(node.name, component)}"
                 )
                 return True, fatal[-1]
-            return self.component_ready(node, component)
+            return self.component_ready(node, component, session=session)
 
         try:
-            took = wait_until(f"{node.name}/{component} ready", check, timeout, interval=READY_POLL_S)
+            with loopback_session() as session:
+                took = wait_until(f"{node.name}/{component} ready", check, timeout, interval=READY_POLL_S)
         except TimeoutExpired as exc:
             raise ClusterError(f"{exc}\n{self._log_tail(node.name, component)}") from None
         if fatal:
@@ -677,15 +677,18 @@ class LocalCluster:
         members: list[tuple[LocalNode, Component]],
         deadline: float,
         meanwhile: Callable[[], None] | None = None,
+        started: Sequence[tuple[LocalNode, Component]] = (),
     ) -> None:
         """Start every (node, component) of one start-up step and wait until all are ready.
 
         `meanwhile` runs in the calling thread while the step's members come up, so API work
-        that needs only what earlier steps started overlaps with this step's wait.
+        that needs only what earlier steps started overlaps with this step's wait. `started`
+        are members of the step that already run: waited for, not started again.
         """
         self._raise_if_stop_requested()
         for n, component in members:
             self.supervisor.start(self.process_spec(n.name, component))
+        members = [*started, *members]
         errors: list[BaseException] = []
         # Set when this step ends for any reason (failure, Ctrl-C): waiters stop polling instead of
         # probing a cluster that is being torn down until their deadline.
@@ -732,12 +735,9 @@ class LocalCluster:
 
     def _start_all(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        if self.cfg.workers:
-            threading.Thread(target=_warm_api_client, name="kubequake-warm-client", daemon=True).start()
         self._node_sources()
         cps = self.control_planes()
-        # etcd members must start together: none can serve until a majority has joined.
-        self._start_parallel([(n, Component.ETCD) for n in cps], deadline)
+        self.start_etcd_members(deadline)
         self._start_parallel([(n, Component.APISERVER) for n in cps], deadline)
         self._admin_kubeconfig()
         # HAProxy only once every apiserver is ready: a backend that fails its first checks is
@@ -749,11 +749,48 @@ class LocalCluster:
         if not self.cfg.workers:
             self._start_parallel(step, deadline)
             return
-        from harness.providers.workers import ensure_workers, wait_workers_ready
-
         step.append((self.node("workers"), Component.KWOK))
         self._start_parallel(step, deadline, meanwhile=lambda: ensure_workers(self, self.cfg.workers))
         wait_workers_ready(self, self.cfg.workers, max(1.0, deadline - time.monotonic()))
+
+    def start_etcd_members(self, deadline: float, lead_first: bool = True) -> None:
+        """Start a new cluster's etcd members and wait until every one is healthy.
+
+        One step: none can serve until a majority has joined. With `lead_first` the first
+        member starts a moment ahead (see _start_etcd_lead) and the others as soon as it
+        serves; without, all start at once (benchmarks/etcd_bootstrap.py compares the two).
+        """
+        cps = self.control_planes()
+        if not lead_first:
+            self._start_parallel([(n, Component.ETCD) for n in cps], deadline)
+            return
+        lead = self._start_etcd_lead(cps[0], deadline)
+        self._start_parallel([(n, Component.ETCD) for n in cps[1:]], deadline, started=lead)
+
+    def _start_etcd_lead(self, node: LocalNode, deadline: float) -> list[tuple[LocalNode, Component]]:
+        """Start one etcd member and wait (briefly) until it serves its peers.
+
+        A new member first asks its peers whether it was bootstrapped already, with a 1 s
+        timeout per peer. Started all at once, every member finds the others' peer ports bound
+        but not yet answering (they are all in that same check), so each waits out the timeout
+        for every peer: 2 s of nothing for three members. Started after one that already
+        serves, a member gets its answer from it at once (peers are asked in address order and
+        the lead has the lowest address), and the lead, asking peers whose ports are not bound
+        yet, is refused at once. Its metrics port opens right after its peer port serves.
+        """
+        self._raise_if_stop_requested()
+        self.supervisor.start(self.process_spec(node.name, Component.ETCD))
+        url = f"http://{node.address}:{ETCD_METRICS_PORT}/health"
+        give_up = min(deadline, time.monotonic() + ETCD_LEAD_WAIT_S)
+        with loopback_session() as session:
+            while time.monotonic() < give_up and node.state(Component.ETCD) is ComponentState.RUNNING:
+                self._raise_if_stop_requested()
+                if probe(url, None, timeout=0.5, session=session).status is not None:
+                    break  # any answer, "no leader" included: it serves
+                time.sleep(0.01)
+        # Past the wait the others start anyway: the step's own readiness wait reports a lead
+        # that failed, and a slow lead only costs the bootstrap timeout it was meant to save.
+        return [(node, Component.ETCD)]
 
     def _admin_kubeconfig(self) -> Path:
         p = self.pki

@@ -1,15 +1,20 @@
-"""Simulated worker nodes: Node objects that KWOK manages so pods get scheduled and become Ready."""
+"""Simulated worker nodes: Node objects that KWOK manages so pods get scheduled and become Ready.
+
+Registered and read with plain HTTPS requests rather than the kubernetes client: these calls sit
+on `kubequake up`'s path to Ready, and importing the client's API classes costs about a CPU
+second on a machine whose cores the three apiservers are busy starting on.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
+import requests
 
-from harness.checks.http import wait_until
-from harness.kube import api_client
+from harness.checks.http import loopback_session, wait_until
+from harness.errors import ClusterError
 
 if TYPE_CHECKING:
     from harness.providers.local import LocalCluster
@@ -17,52 +22,85 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+SIMULATED_LABEL = "kubequake.io/simulated"
+REQUEST_TIMEOUT_S = 10.0
 
 
 def worker_names(count: int) -> list[str]:
     return [f"worker{i}" for i in range(1, count + 1)]
 
 
+def node_manifest(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {KWOK_ANNOTATION: "fake"},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+                SIMULATED_LABEL: "true",
+            },
+        },
+        # Pod and node IPs are data only: nothing ever connects to them.
+        "spec": {},
+    }
+
+
+def _session(cluster: LocalCluster) -> requests.Session:
+    tls = cluster.admin_tls()
+    session = loopback_session()
+    session.verify = str(tls.ca)
+    session.cert = (str(tls.cert), str(tls.key))
+    return session
+
+
+def _refused(what: str, resp: requests.Response) -> ClusterError:
+    return ClusterError(
+        f"{what}: the API answered {resp.status_code} {resp.text[:300]!r}; "
+        "check the apiserver logs with `kubequake logs cp1 kube-apiserver`"
+    )
+
+
 def ensure_workers(cluster: LocalCluster, count: int) -> None:
-    with api_client(cluster.lb_url(), cluster.admin_tls()) as api:
-        core = client.CoreV1Api(api)
+    """Register the worker Node objects through the LB; ones that exist already are kept."""
+    url = f"{cluster.lb_url()}/api/v1/nodes"
+    with _session(cluster) as session:
         for name in worker_names(count):
-            body = client.V1Node(
-                metadata=client.V1ObjectMeta(
-                    name=name,
-                    annotations={KWOK_ANNOTATION: "fake"},
-                    labels={
-                        "kubernetes.io/hostname": name,
-                        "kubernetes.io/os": "linux",
-                        "kubernetes.io/arch": "amd64",
-                        "type": "kwok",
-                        "kubequake.io/simulated": "true",
-                    },
-                ),
-                # Pod and node IPs are data only: nothing ever connects to them.
-                spec=client.V1NodeSpec(),
-            )
-            try:
-                core.create_node(body)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
+            resp = session.post(url, json=node_manifest(name), timeout=REQUEST_TIMEOUT_S)
+            if resp.status_code not in (200, 201, 409):  # 409: registered by an earlier `up`
+                raise _refused(f"registering worker Node {name}", resp)
 
 
-def ready_workers(cluster: LocalCluster) -> list[str]:
-    with api_client(cluster.lb_url(), cluster.admin_tls()) as api:
-        nodes = client.CoreV1Api(api).list_node(label_selector="kubequake.io/simulated=true").items
-    ready: list[str] = []
-    for n in nodes:
-        conditions = (n.status.conditions if n.status else None) or []
-        if any(c.type == "Ready" and c.status == "True" for c in conditions) and n.metadata and n.metadata.name:
-            ready.append(n.metadata.name)
-    return sorted(ready)
+def node_is_ready(node: dict[str, Any]) -> bool:
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def wait_workers_ready(cluster: LocalCluster, count: int, timeout: float) -> float:
-    def check() -> tuple[bool, str]:
-        ready = ready_workers(cluster)
-        return len(ready) >= count, f"{len(ready)}/{count} workers Ready: {ready}"
+def ready_workers(cluster: LocalCluster, session: requests.Session | None = None) -> list[str]:
+    """Names of the simulated workers whose Ready condition is True; `session` to reuse a connection."""
+    with contextlib.ExitStack() as stack:
+        if session is None:
+            session = stack.enter_context(_session(cluster))
+        resp = session.get(
+            f"{cluster.lb_url()}/api/v1/nodes",
+            params={"labelSelector": f"{SIMULATED_LABEL}=true"},
+            timeout=REQUEST_TIMEOUT_S,
+        )
+    if resp.status_code != 200:
+        raise _refused("listing worker Nodes", resp)
+    items = resp.json().get("items") or []
+    return sorted(n["metadata"]["name"] for n in items if node_is_ready(n))
 
-    return wait_until(f"{count} KWOK workers Ready", check, timeout, interval=0.25)
+
+def wait_workers_ready(cluster: LocalCluster, count: int, timeout: float, interval: float = 0.1) -> float:
+    with _session(cluster) as session:
+
+        def check() -> tuple[bool, str]:
+            ready = ready_workers(cluster, session)
+            return len(ready) >= count, f"{len(ready)}/{count} workers Ready: {ready}"
+
+        return wait_until(f"{count} KWOK workers Ready", check, timeout, interval=interval)
