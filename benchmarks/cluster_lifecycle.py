@@ -3,7 +3,10 @@
 Measures the local HA cluster through the CLI exactly as users run it (`kubequake up`, detached,
 then `kubequake down`), and next to it a single-control-plane cluster made by
 `kwokctl create cluster --runtime binary` from the very same cached binaries, so the ratio says
-what HA costs over one control plane rather than what two different builds cost.
+what HA costs over one control plane rather than what two different builds cost. kwokctl's
+apiserver is also configured more lightly than kubequake's (by default no admission plugins and
+plain-HTTP etcd), so a third contender, kubequake itself with one control plane, gives the ratio
+for the same configuration: the cost of HA alone.
 
 Prints figures; never asserts (targets live in benchmarks/README.md, not in code):
 
@@ -21,6 +24,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -123,18 +127,29 @@ class Run:
     down_s: float | None = None
     reported_ready_s: float | None = None
     cpu_at_ready_s: float | None = None  # CPU seconds all components used until everything was Ready
+    harness_cpu_s: float | None = None  # CPU seconds of the `kubequake up` process itself
     load_before: float | None = None  # 1-minute load average when the run started
     memory: MemorySample | None = None
     error: str = ""
     notes: list[str] = field(default_factory=list)
 
 
-def kubequake(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def kubequake(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], float, float]:
+    """Run the CLI; return its result, wall time and CPU time.
+
+    The CPU time is the CLI process's own (and that of the short commands it waits for):
+    components run in sessions of their own and are never waited for, so they do not count.
+    """
     script = Path(sys.executable).parent / "kubequake"
     argv = [str(script)] if script.is_file() else [sys.executable, "-m", "harness.cli"]
-    start = time.monotonic()
+    start, cpu = time.monotonic(), children_cpu_s()
     res = subprocess.run([*argv, *args], cwd=cwd, capture_output=True, text=True, timeout=CMD_TIMEOUT_S, check=False)
-    return res, time.monotonic() - start
+    return res, time.monotonic() - start, children_cpu_s() - cpu
 
 
 def ha_run(cfg: kqconfig.ClusterConfig, settle_s: float, cwd: Path) -> Run:
@@ -143,7 +158,7 @@ def ha_run(cfg: kqconfig.ClusterConfig, settle_s: float, cwd: Path) -> Run:
     run = Run()
     kubequake("down", "--set", f"name={cfg.name}", cwd=cwd)  # a leftover of an interrupted run
     run.load_before = load_average()
-    res, took = kubequake("up", *sets, cwd=cwd)
+    res, took, run.harness_cpu_s = kubequake("up", *sets, cwd=cwd)
     if res.returncode != 0:
         run.error = f"kubequake up exited {res.returncode}: {res.stderr.strip()[-800:]}"
         kubequake("down", "--set", f"name={cfg.name}", cwd=cwd)
@@ -155,8 +170,7 @@ def ha_run(cfg: kqconfig.ClusterConfig, settle_s: float, cwd: Path) -> Run:
     pids = {f"{p['node']}/{p['component']}": int(p["pid"]) for p in state}
     run.cpu_at_ready_s = cpu_seconds(pids)
     run.memory = sample_memory(pids, settle_s)
-    res, took = kubequake("down", "--set", f"name={cfg.name}", cwd=cwd)
-    run.down_s = took
+    res, run.down_s, _ = kubequake("down", "--set", f"name={cfg.name}", cwd=cwd)
     if res.returncode != 0:
         run.error = f"kubequake down exited {res.returncode}: {res.stderr.strip()[-800:]}"
     gone = wait_gone(list(pids.values()), 10)
@@ -186,6 +200,20 @@ class KwokctlRun(Run):
     create_s: float | None = None
     nodes_ready_s: float | None = None
     delete_returned_s: float | None = None
+    apiserver_argv: list[str] = field(default_factory=list)
+
+
+def lighter_than_kubequake(argv: list[str]) -> list[str]:
+    """Where kwokctl's kube-apiserver does less start-up work than a kubequake one, from its argv."""
+    flags = {name: value for name, _, value in (a.partition("=") for a in argv[1:])}
+    out = []
+    if flags.get("--admission-control") == "":
+        out.append("no admission plugins (--admission-control=)")
+    if flags.get("--etcd-servers", "").startswith("http://"):
+        out.append("etcd over plain HTTP")
+    if "--authorization-mode" not in flags:
+        out.append("no RBAC (authorization mode left at AlwaysAllow)")
+    return out
 
 
 class Kwokctl:
@@ -317,6 +345,9 @@ def kwokctl_run(k: Kwokctl, workers: int, settle_s: float) -> KwokctlRun:
                 return run
         run.up_s = time.monotonic() - start
         run.cpu_at_ready_s = cpu_seconds(k.pids())
+        with contextlib.suppress(OSError, KeyError):
+            cmdline = Path(f"/proc/{k.pids()['kube-apiserver']}/cmdline").read_bytes()
+            run.apiserver_argv = [a.decode() for a in cmdline.split(b"\0") if a]
         run.nodes_ready_s = run.up_s - run.create_s
         ready = subprocess.run(
             [kubectl, "--kubeconfig", str(k.kubeconfig), "get", "--raw", "/readyz"],
@@ -368,6 +399,16 @@ def steady_kib(runs: Sequence[Run]) -> int | None:
     return int(statistics.median(vals)) if vals else None
 
 
+def describe_cli_run(r: Run) -> str:
+    return (
+        f"up {fmt_s(r.up_s)} (reported ready {fmt_s(r.reported_ready_s)}), "
+        f"down {fmt_s(r.down_s)}, peak {fmt_mib(r.memory.hwm_sum_kib if r.memory else None)}, "
+        f"CPU to Ready {fmt_s(r.cpu_at_ready_s)} (+ CLI {fmt_s(r.harness_cpu_s)}), load before {r.load_before:.1f}"
+        + (f"  ERROR {r.error}" if r.error else "")
+        + "".join(f"  [{n}]" for n in r.notes)
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=3)
@@ -377,6 +418,11 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=3)
     p.add_argument("--settle", type=float, default=10.0, help="seconds to sample memory after up")
     p.add_argument("--skip-kwokctl", action="store_true")
+    p.add_argument(
+        "--skip-single",
+        action="store_true",
+        help="skip kubequake's own single control plane (name NAME-1cp, address block + 1)",
+    )
     p.add_argument("--json", type=Path, help="also write every measurement here")
     args = p.parse_args()
 
@@ -394,9 +440,20 @@ def main() -> int:
         f"binaries (cached): kubernetes {binaries.KUBERNETES_VERSION}, etcd {binaries.ETCD_VERSION}, "
         f"kwok {binaries.KWOK_VERSION}"
     )
+    single = None
+    if not args.skip_single:
+        single = kqconfig.build(
+            {
+                "name": f"{args.name}-1cp",
+                "address_block": args.address_block + 1,
+                "control_planes": 1,
+                "workers": args.workers,
+            }
+        )
     print(f"HA cluster: {cfg.control_planes} control planes + LB + {cfg.workers} KWOK workers, {args.runs} runs\n")
 
     ha_runs: list[Run] = []
+    one_runs: list[Run] = []
     kw_runs: list[KwokctlRun] = []
     kw_problem = ""
     with tempfile.TemporaryDirectory(prefix=f"{args.name}-") as tmp:
@@ -415,15 +472,11 @@ def main() -> int:
                     kw = None
         for i in range(1, args.runs + 1):
             # Alternate the two so background load on the machine hits both alike.
-            r = ha_run(cfg, args.settle, cwd)
-            ha_runs.append(r)
-            print(
-                f"run {i} HA:      up {fmt_s(r.up_s)} (reported ready {fmt_s(r.reported_ready_s)}), "
-                f"down {fmt_s(r.down_s)}, peak {fmt_mib(r.memory.hwm_sum_kib if r.memory else None)}, "
-                f"CPU to Ready {fmt_s(r.cpu_at_ready_s)}, load before {r.load_before:.1f}"
-                + (f"  ERROR {r.error}" if r.error else "")
-                + "".join(f"  [{n}]" for n in r.notes)
-            )
+            ha_runs.append(ha_run(cfg, args.settle, cwd))
+            print(f"run {i} HA:      {describe_cli_run(ha_runs[-1])}")
+            if single is not None:
+                one_runs.append(ha_run(single, args.settle, cwd))
+                print(f"run {i} 1 CP:    {describe_cli_run(one_runs[-1])}")
             if kw is not None:
                 k = kwokctl_run(kw, cfg.workers, args.settle)
                 kw_runs.append(k)
@@ -448,9 +501,22 @@ def main() -> int:
     )
     ha_cpu = median([r.cpu_at_ready_s for r in ha_runs])
     print(f"HA CPU used by components until Ready : {fmt_s(ha_cpu)}   (less sensitive than wall time to other load)")
+    print(f"HA CPU of the `kubequake up` process   : {fmt_s(median([r.harness_cpu_s for r in ha_runs]))}")
     if ha_runs and ha_runs[-1].memory:
         per = sorted(ha_runs[-1].memory.per_process_hwm_kib.items(), key=lambda kv: -kv[1])
         print("  per process (last run): " + ", ".join(f"{k} {v / 1024:.0f}" for k, v in per) + " MiB")
+    one_up, one_cpu = median([r.up_s for r in one_runs]), median([r.cpu_at_ready_s for r in one_runs])
+    if one_up is not None and single is not None:
+        print(
+            f"kubequake 1 control plane up          : {fmt_s(one_up)}   (same flags, TLS, admission and "
+            f"RBAC as the HA cluster, LB and {single.workers} workers)"
+        )
+        print(f"kubequake 1 control plane peak memory : {fmt_mib(peak_kib(one_runs))}")
+        print(f"kubequake 1 control plane CPU to Ready: {fmt_s(one_cpu)}")
+        if ha_up is not None:
+            print(f"ratio up   HA / same cluster, 1 CP    : {ha_up / one_up:.2f}x   (what HA alone costs)")
+        if ha_cpu and one_cpu:
+            print(f"ratio CPU to Ready HA / 1 CP          : {ha_cpu / one_cpu:.2f}x")
     kw_up = median([r.up_s for r in kw_runs])
     if kw_runs and kw_up is not None:
         kw_down = median([r.down_s for r in kw_runs])
@@ -468,6 +534,9 @@ def main() -> int:
         )
         kw_cpu = median([r.cpu_at_ready_s for r in kw_runs])
         print(f"kwokctl CPU used until Ready          : {fmt_s(kw_cpu)}")
+        lighter = next((lighter_than_kubequake(r.apiserver_argv) for r in kw_runs if r.apiserver_argv), [])
+        if lighter:
+            print(f"kwokctl's kube-apiserver runs with    : {'; '.join(lighter)}")
         if ha_up is not None:
             print(f"ratio up   HA / single                : {ha_up / kw_up:.2f}x   (target <= 1.5x)")
         if ha_cpu and kw_cpu:
@@ -482,6 +551,7 @@ def main() -> int:
             json.dumps(
                 {
                     "ha": [asdict(r) for r in ha_runs],
+                    "single_control_plane": [asdict(r) for r in one_runs],
                     "kwokctl": [asdict(r) for r in kw_runs],
                     "kwokctl_problem": kw_problem,
                 },
