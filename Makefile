@@ -79,6 +79,7 @@ demo: setup
 
 bench: setup
 	$(BIN)/python benchmarks/cluster_lifecycle.py
+	$(BIN)/python benchmarks/etcd_bootstrap.py
 	$(BIN)/python benchmarks/traffic_throughput.py
 
 down: venv
