@@ -134,14 +134,19 @@ class FaultLike(Protocol):
 _PEER_AWARE = ("etcd", "kube-controller-manager", "kube-scheduler")
 # Components behind the load balancer: HAProxy's log shows it marking them down and up.
 _BEHIND_LB = ("kube-apiserver", "haproxy")
+# Components whose clients are what API users see: after an etcd fault the apiserver on the same
+# node (its storage client, watch caches and /readyz, which HAProxy checks) tells why requests
+# failed or were slow, during the fault and in the recovery after it.
+_SEEN_THROUGH = {"etcd": "kube-apiserver"}
 
 
 def affected_logs(cluster: LogSource, fault: FaultLike) -> list[tuple[str, str]]:
     """(node, component) pairs whose logs tell the story of this fault, most relevant first.
 
     The target itself; for a component that elects a leader, the same component on the other
-    nodes; for a whole node (power off, partition), all of its components and etcd on its
-    peers; and HAProxy whenever the API behind it is affected.
+    nodes; for etcd, also the apiserver on its node; for a whole node (power off, partition),
+    all of its components and etcd on its peers; and HAProxy whenever the API behind it is
+    affected.
     """
     node = str(fault.params.get("node") or fault.target.split("/")[0])
     component = fault.params.get("component")
@@ -160,7 +165,9 @@ def affected_logs(cluster: LogSource, fault: FaultLike) -> list[tuple[str, str]]
         if comp in _PEER_AWARE:
             for other in by_node:
                 add(other, comp)
-        touches_lb = comp in _BEHIND_LB
+        if comp in _SEEN_THROUGH:
+            add(node, _SEEN_THROUGH[comp])
+        touches_lb = comp in _BEHIND_LB or comp in _SEEN_THROUGH
     else:
         for c in by_node.get(node, []):
             add(node, c)

@@ -374,7 +374,15 @@ class _LogCluster:
 
 def test_affected_logs_follow_the_fault() -> None:
     c = _LogCluster(Path("/nonexistent"))
-    assert logs.affected_logs(c, fault()) == [("cp1", "etcd"), ("cp2", "etcd"), ("cp3", "etcd")]
+    # etcd: its peers (the election) and its own node's apiserver, whose storage client and
+    # /readyz decide what clients saw, and HAProxy, which follows that /readyz.
+    assert logs.affected_logs(c, fault()) == [
+        ("cp1", "etcd"),
+        ("cp2", "etcd"),
+        ("cp3", "etcd"),
+        ("cp1", "kube-apiserver"),
+        ("lb", "haproxy"),
+    ]
     api = FaultRecord(
         "kill", "cp2/kube-apiserver", "SIGKILL kube-apiserver on cp2", {"node": "cp2", "component": "kube-apiserver"}
     )
