@@ -8,7 +8,9 @@
     t.cleanup()                            # delete the traffic namespace
 
 Leaving the with-block stops the load (also on an exception); reading the timeline and
-verifying the ledger works afterwards because the namespace stays until cleanup().
+verifying the ledger works afterwards because the namespace stays until cleanup(). Without a
+records_dir, the records go to a temporary directory that cleanup() removes, after reading
+them into memory: the timeline and ledger stay readable, nothing is left on disk.
 
 Give the traffic about 5 s before the fault and keep it running well past recovery: the
 time-to-steady verdict needs a pre-fault baseline (after 2 s of ramp-up) and a few seconds of
@@ -18,6 +20,7 @@ steady throughput after heal.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 import uuid
@@ -52,7 +55,14 @@ class Traffic:
     """Load against the API through the LB, owned from start() to stop()."""
 
     def __init__(
-        self, url: str, tls: TLSClient, settings: TrafficSettings, records_dir: Path, namespace: str, run_tag: str
+        self,
+        url: str,
+        tls: TLSClient,
+        settings: TrafficSettings,
+        records_dir: Path,
+        namespace: str,
+        run_tag: str,
+        owns_records_dir: bool = False,
     ) -> None:
         self.url = url
         self.tls = tls
@@ -66,6 +76,9 @@ class Traffic:
         self.exits: list[ProcessExit] = []
         self._ledger: Ledger | None = None
         self._cleaned = False
+        # A directory start() made itself is removed by cleanup(); one given by the caller is theirs.
+        self._owns_records_dir = owns_records_dir
+        self._final_records: RecordSet | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -94,12 +107,14 @@ class Traffic:
         with ApiHttp(url, tls, timeout=settings.request_timeout_s, connect_timeout=settings.connect_timeout_s) as api:
             api.ensure_namespace(namespace, run_tag)
             api.ensure_seed(namespace, run_tag)
+        owned = records_dir is None
         if records_dir is None:
             records_dir = Path(tempfile.mkdtemp(prefix=f"kq-traffic-{run_tag}-"))
-        t = cls(url, tls, settings, records_dir, namespace, run_tag)
+        t = cls(url, tls, settings, records_dir, namespace, run_tag, owns_records_dir=owned)
         try:
             t._launch()
         except BaseException:
+            # The records directory stays: the error names the Locust logs in it.
             t.stop()
             raise
         return t
@@ -146,9 +161,19 @@ class Traffic:
         if self._cleaned:
             return
         self.stop()
-        with ApiHttp(self.url, self.tls, timeout=self.settings.request_timeout_s) as api:
-            api.delete_namespace(self.namespace)
+        try:
+            with ApiHttp(self.url, self.tls, timeout=self.settings.request_timeout_s) as api:
+                api.delete_namespace(self.namespace)
+        finally:
+            self._remove_records_dir()
         self._cleaned = True
+
+    def _remove_records_dir(self) -> None:
+        """Keep the (final, load stopped) records in memory and remove the directory start() made."""
+        if not self._owns_records_dir or self._final_records is not None:
+            return
+        self._final_records = read_dir(self.records_dir)
+        shutil.rmtree(self.records_dir, ignore_errors=True)
 
     @property
     def running(self) -> bool:
@@ -160,7 +185,9 @@ class Traffic:
 
     # -- results -----------------------------------------------------------------------------
     def records(self) -> RecordSet:
-        """Everything recorded so far (works while traffic runs)."""
+        """Everything recorded so far (works while traffic runs, and after cleanup())."""
+        if self._final_records is not None:
+            return self._final_records
         return read_dir(self.records_dir)
 
     def timeline(self, window: WindowLike | None = None) -> Timeline:

@@ -152,10 +152,15 @@ class LocalNode:
 
     def start(self, component: Component, timeout: float = 60.0) -> None:
         sup = self.cluster.supervisor
-        release(self.cluster.run_dir, self.name, component)
-        if sup.state(self.name, component) in (ComponentState.RUNNING, ComponentState.FROZEN):
-            return
-        sup.start(self.cluster.process_spec(self.name, component))
+        try:
+            if sup.state(self.name, component) in (ComponentState.RUNNING, ComponentState.FROZEN):
+                return
+            sup.start(self.cluster.process_spec(self.name, component))
+        finally:
+            # Released once the process runs: released before, the watchdog could see it stopped
+            # and not held, and take the heal for an exit of its own. Released even if the start
+            # failed, so that the watchdog retries it as kubelet would.
+            release(self.cluster.run_dir, self.name, component)
         self.cluster.wait_component_ready(self, component, timeout)
 
     def stop(self, component: Component, timeout: float = 10.0) -> None:

@@ -111,6 +111,8 @@ class Watchdog:
                 state = node.state(component)
                 b = self._backoff.setdefault(key, _Backoff(started_at=now))
                 if state is not ComponentState.EXITED:
+                    # Started by someone else meanwhile: a restart planned for the exit is void.
+                    b.next_at = 0.0
                     if state is ComponentState.RUNNING and now - b.started_at > BACKOFF_RESET_S:
                         b.delay, b.attempts = BACKOFF_INITIAL_S, 0
                     continue

@@ -297,6 +297,23 @@ def test_load_stops_by_itself_at_max_requests_and_max_duration(cluster: LocalClu
     assert locust_processes() == []
 
 
+def test_records_in_a_temporary_directory_stay_readable_and_leave_nothing_behind(cluster: LocalCluster) -> None:
+    capped = TrafficSettings(users=2, watchers=0, rate_per_user=None, max_requests=200)
+    t = Traffic.start(cluster, capped)
+    records_dir = t.records_dir
+    try:
+        assert records_dir.is_dir() and records_dir.name.startswith("kq-traffic-")
+        wait_until("locust quits at max_requests", lambda: (not t.run.alive(), "still running"), 30)
+    finally:
+        t.stop()
+        t.cleanup()
+    assert not records_dir.exists(), f"{records_dir} left behind"
+    # Read into memory before the directory went: the verdict inputs are all still there.
+    assert t.timeline().successes >= 200
+    assert t.ledger.acknowledged(), "no acknowledged writes in the ledger after cleanup"
+    assert locust_processes() == []
+
+
 def test_load_stops_when_the_test_crashes(cluster: LocalCluster, tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="scenario crashed"), Traffic.start(cluster, records_dir=tmp_path) as t:
         pids = [p.pid for p in t.run.processes]
