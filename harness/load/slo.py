@@ -177,6 +177,20 @@ def _verdict(name: str, measured: float, budget: float, unit: str, what: str, de
     )
 
 
+def slowest(timeline: Timeline, since: float, label: str, n: int = 3) -> str:
+    """The n slowest requests, when each was sent relative to `since` (e.g. "after heal").
+
+    A percentile over budget says that some requests were slow; which ones, and when they were
+    sent, is what tells a hung recovery (all sent in the same second) from a slow cluster.
+    """
+    recs = sorted((r for r in timeline.selected() if r.counts_latency), key=lambda r: -r.latency_ms)[:n]
+    parts = []
+    for r in recs:
+        outcome = f"HTTP {r.status}" if r.status else (str(r.kind) if r.kind else "no answer")
+        parts.append(f"{r.latency_ms:.0f}ms {r.method} {r.name} sent {r.start - since:+.1f}s {label}, {outcome}")
+    return "slowest: " + "; ".join(parts) if parts else ""
+
+
 def _missing(name: str, budget: float, unit: str, why: str) -> Verdict:
     return Verdict(name, None, budget, unit, False, f"no verdict possible: {why}")
 
@@ -234,7 +248,8 @@ def evaluate(
 
     # Requests sent during the fault, however late they finished: a request that hung through it
     # is exactly what this percentile is for.
-    p99_during = timeline.issued_in(fw, finished_by=after.end).latency_percentile(99)
+    during_tl = timeline.issued_in(fw, finished_by=after.end)
+    p99_during = during_tl.latency_percentile(99)
     if p99_during is None:
         verdicts.append(
             _missing(
@@ -249,7 +264,12 @@ def evaluate(
                 budget.max_p99_during_fault_ms,
                 "ms",
                 "p99 latency during the fault",
-                f"{during.requests} requests",
+                f"{during.requests} requests"
+                + (
+                    f"; {slowest(during_tl, fw.start, 'after the fault began')}"
+                    if p99_during > budget.max_p99_during_fault_ms
+                    else ""
+                ),
             )
         )
 
@@ -272,7 +292,8 @@ def evaluate(
                 budget.max_p99_after_heal_ms,
                 "ms",
                 f"p99 latency in the {after.seconds:.0f}s after heal",
-                f"{after_tl.requests} requests",
+                f"{after_tl.requests} requests"
+                + (f"; {slowest(after_tl, fw.end, 'after heal')}" if p99_after > budget.max_p99_after_heal_ms else ""),
             )
         )
 

@@ -83,6 +83,22 @@ def test_tight_budgets_fail_with_messages_naming_measured_and_budget() -> None:
     assert "3.05s" in msg and "exceeds budget 1s" in msg
     assert "0.500" in report["error_ratio_during_fault"].message
     assert report["p99_during_fault"].line().startswith("FAIL p99_during_fault: measured 400.00ms")
+    # A percentile over budget names the requests behind it and when they were sent.
+    after = report["p99_after_heal"].message
+    assert "slowest: 50ms GET x sent +0.0s after heal, HTTP 200" in after, after
+    assert "slowest: 400ms GET x sent +2.6s after the fault began, HTTP 200" in report["p99_during_fault"].message
+
+
+def test_a_hung_request_after_heal_is_named_with_when_it_was_sent() -> None:
+    tl, fault = outage_run()
+    # Four users' requests sent 3.5 s after heal hang 5.5 s: enough to carry the p99 of 260.
+    hung = [RequestRecord(T0 + 19.5, T0 + 25.0, "PUT", "configmap", True, None, 200, 5500.0)] * 4
+    report = evaluate(Timeline.from_records(sorted([*tl.records, *hung], key=lambda r: r.end)), fault, LOOSE)
+    v = report["p99_after_heal"]
+    assert not v.passed
+    assert "slowest: 5500ms PUT configmap sent +3.5s after heal, HTTP 200; 5500ms PUT" in v.message, v.message
+    # Within budget the message stays short.
+    assert "slowest" not in evaluate(tl, fault, LOOSE)["p99_after_heal"].message
 
 
 def test_steady_state_run_passes_the_steady_state_budget() -> None:
