@@ -769,10 +769,10 @@ class LocalCluster:
         if not lead_first:
             self._start_parallel([(n, Component.ETCD) for n in cps], deadline)
             return
-        lead = self._start_etcd_lead(cps[0], deadline)
-        self._start_parallel([(n, Component.ETCD) for n in cps[1:]], deadline, started=lead)
+        self._start_etcd_lead(cps[0], deadline)
+        self._start_parallel([(n, Component.ETCD) for n in cps[1:]], deadline, started=[(cps[0], Component.ETCD)])
 
-    def _start_etcd_lead(self, node: LocalNode, deadline: float) -> list[tuple[LocalNode, Component]]:
+    def _start_etcd_lead(self, node: LocalNode, deadline: float) -> None:
         """Start one etcd member and wait (briefly) until it serves its peers.
 
         A new member first asks its peers whether it was bootstrapped already, with a 1 s
@@ -795,7 +795,6 @@ class LocalCluster:
                 time.sleep(0.01)
         # Past the wait the others start anyway: the step's own readiness wait reports a lead
         # that failed, and a slow lead only costs the bootstrap timeout it was meant to save.
-        return [(node, Component.ETCD)]
 
     def _admin_kubeconfig(self) -> Path:
         p = self.pki

@@ -11,10 +11,9 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-import requests
-
-from harness.checks.http import loopback_session, wait_until
+from harness.checks.http import wait_until
 from harness.errors import ClusterError
+from harness.load.api import ApiHttp, ApiResponse
 
 if TYPE_CHECKING:
     from harness.providers.local import LocalCluster
@@ -50,28 +49,23 @@ def node_manifest(name: str) -> dict[str, Any]:
     }
 
 
-def _session(cluster: LocalCluster) -> requests.Session:
-    tls = cluster.admin_tls()
-    session = loopback_session()
-    session.verify = str(tls.ca)
-    session.cert = (str(tls.cert), str(tls.key))
-    return session
+def _api(cluster: LocalCluster) -> ApiHttp:
+    return ApiHttp(cluster.lb_url(), cluster.admin_tls(), timeout=REQUEST_TIMEOUT_S)
 
 
-def _refused(what: str, resp: requests.Response) -> ClusterError:
+def _refused(what: str, resp: ApiResponse) -> ClusterError:
     return ClusterError(
-        f"{what}: the API answered {resp.status_code} {resp.text[:300]!r}; "
+        f"{what}: the API answered {resp.status} {resp.text[:300]!r}; "
         "check the apiserver logs with `kubequake logs cp1 kube-apiserver`"
     )
 
 
 def ensure_workers(cluster: LocalCluster, count: int) -> None:
     """Register the worker Node objects through the LB; ones that exist already are kept."""
-    url = f"{cluster.lb_url()}/api/v1/nodes"
-    with _session(cluster) as session:
+    with _api(cluster) as api:
         for name in worker_names(count):
-            resp = session.post(url, json=node_manifest(name), timeout=REQUEST_TIMEOUT_S)
-            if resp.status_code not in (200, 201, 409):  # 409: registered by an earlier `up`
+            resp = api.request("POST", "/api/v1/nodes", node_manifest(name))
+            if not resp.ok and resp.status != 409:  # 409: registered by an earlier `up`
                 raise _refused(f"registering worker Node {name}", resp)
 
 
@@ -80,27 +74,23 @@ def node_is_ready(node: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def ready_workers(cluster: LocalCluster, session: requests.Session | None = None) -> list[str]:
-    """Names of the simulated workers whose Ready condition is True; `session` to reuse a connection."""
+def ready_workers(cluster: LocalCluster, api: ApiHttp | None = None) -> list[str]:
+    """Names of the simulated workers whose Ready condition is True; `api` to reuse a connection."""
     with contextlib.ExitStack() as stack:
-        if session is None:
-            session = stack.enter_context(_session(cluster))
-        resp = session.get(
-            f"{cluster.lb_url()}/api/v1/nodes",
-            params={"labelSelector": f"{SIMULATED_LABEL}=true"},
-            timeout=REQUEST_TIMEOUT_S,
-        )
-    if resp.status_code != 200:
+        if api is None:
+            api = stack.enter_context(_api(cluster))
+        resp = api.request("GET", "/api/v1/nodes", params={"labelSelector": f"{SIMULATED_LABEL}=true"})
+    if resp.status != 200:
         raise _refused("listing worker Nodes", resp)
-    items = resp.json().get("items") or []
+    items = resp.body.get("items") or []
     return sorted(n["metadata"]["name"] for n in items if node_is_ready(n))
 
 
 def wait_workers_ready(cluster: LocalCluster, count: int, timeout: float, interval: float = 0.1) -> float:
-    with _session(cluster) as session:
+    with _api(cluster) as api:
 
         def check() -> tuple[bool, str]:
-            ready = ready_workers(cluster, session)
+            ready = ready_workers(cluster, api)
             return len(ready) >= count, f"{len(ready)}/{count} workers Ready: {ready}"
 
         return wait_until(f"{count} KWOK workers Ready", check, timeout, interval=interval)
