@@ -18,14 +18,15 @@ NPM_DIR := harness/report/npm
 NPM_STAMP := $(NPM_DIR)/node_modules/.installed
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup system-packages venv binaries npm-tools test unit integration lint demo bench clean down
+.PHONY: help setup system-packages venv binaries npm-tools test unit integration lint demo bench false-alarms clean down
 
 help:
 	@echo "make demo   - set up, start the local HA cluster, run the resilience suites under traffic, report, tear down"
 	@echo "make test   - set up and run the project's own tests (unit + integration against real components)"
 	@echo "make setup  - only install: Debian packages, Python venv, pinned Go builds (cached per machine)"
 	@echo "make lint   - ruff and mypy"
-	@echo "make bench  - performance figures (cluster up/down, memory, ...)"
+	@echo "make bench  - performance figures (cluster up/down, memory, ...) into benchmarks/results/"
+	@echo "make false-alarms - the default suite 10 times on a healthy cluster (about an hour)"
 
 setup: system-packages venv binaries npm-tools
 
@@ -61,7 +62,7 @@ binaries: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy harness fixtures scenarios
+	$(BIN)/mypy harness fixtures scenarios benchmarks
 
 unit: venv
 	$(BIN)/pytest tests/unit -q
@@ -81,6 +82,10 @@ bench: setup
 	$(BIN)/python benchmarks/cluster_lifecycle.py
 	$(BIN)/python benchmarks/etcd_bootstrap.py
 	$(BIN)/python benchmarks/traffic_throughput.py
+
+# About an hour: its own target, never part of bench.
+false-alarms: setup
+	$(BIN)/python benchmarks/false_alarms.py
 
 down: venv
 	$(KQ) down

@@ -12,6 +12,9 @@ Prints figures; never asserts (targets live in benchmarks/README.md, not in code
 
     .venv/bin/python benchmarks/cluster_lifecycle.py [--runs 3] [--name kqbench] [--address-block 50]
 
+Writes its figures, with the date, machine and host load, to benchmarks/results/cluster_lifecycle.json
+(--json PATH to write elsewhere).
+
 Everything binds to loopback only. kwokctl gets its own work directory, kubeconfig and config
 file (bindAddress 127.0.0.1), local binary paths for every component, and its cluster is deleted
 afterwards; the script refuses to run it if a dry run shows it would download anything.
@@ -39,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.result_file import Figure, ResultRecorder, add_json_option, rounded  # noqa: E402
 from harness import binaries  # noqa: E402
 from harness import config as kqconfig  # noqa: E402
 
@@ -409,6 +413,67 @@ def describe_cli_run(r: Run) -> str:
     )
 
 
+def spread(prefix: str, label: str, values: list[float | None], unit: str = "s") -> dict[str, Figure]:
+    """Median, lowest and highest of the runs' values, as figures."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return {}
+    return {
+        f"{prefix}_median": Figure(rounded(statistics.median(vals)), unit, f"{label}, median of the runs"),
+        f"{prefix}_min": Figure(rounded(min(vals)), unit, f"{label}, fastest run"),
+        f"{prefix}_max": Figure(rounded(max(vals)), unit, f"{label}, slowest run"),
+    }
+
+
+def contender_figures(prefix: str, label: str, runs: Sequence[Run]) -> dict[str, Figure]:
+    out = {
+        **spread(f"{prefix}_up", f"{label}: up to everything Ready", [r.up_s for r in runs]),
+        **spread(f"{prefix}_down", f"{label}: down until every process is gone", [r.down_s for r in runs]),
+        **spread(
+            f"{prefix}_cpu_to_ready", f"{label}: CPU the components used until Ready", [r.cpu_at_ready_s for r in runs]
+        ),
+    }
+    peak, steady = peak_kib(runs), steady_kib(runs)
+    if peak:
+        out[f"{prefix}_peak_memory"] = Figure(rounded(peak / 1024, 1), "MiB", f"{label}: sum of VmHWM, highest run")
+    if steady:
+        out[f"{prefix}_steady_memory"] = Figure(
+            rounded(steady / 1024, 1), "MiB", f"{label}: sum of VmRSS after settling"
+        )
+    cli = median([r.harness_cpu_s for r in runs])
+    if cli is not None:
+        out[f"{prefix}_cli_cpu_median"] = Figure(rounded(cli), "s", f"{label}: CPU of the `kubequake up` process")
+    reported = median([r.reported_ready_s for r in runs])
+    if reported is not None:
+        out[f"{prefix}_reported_ready_median"] = Figure(rounded(reported), "s", f"{label}: ready time the CLI reports")
+    return out
+
+
+def lifecycle_figures(
+    runs: int, ha: Sequence[Run], single: Sequence[Run], kwokctl: Sequence[KwokctlRun]
+) -> dict[str, Figure]:
+    """What README may cite: medians, spreads and ratios of the runs that completed."""
+    out = {"runs": Figure(runs, "runs", "runs of each contender")}
+    out |= contender_figures("ha", "HA cluster", ha)
+    out |= contender_figures("single", "kubequake, one control plane", single)
+    out |= contender_figures("kwokctl", "kwokctl, one control plane", kwokctl)
+    loads = [r.load_before for r in [*ha, *single, *kwokctl] if r.load_before is not None]
+    if loads:
+        out["load_before_runs_min"] = Figure(rounded(min(loads), 2), "load", "lowest 1-minute load before a run")
+        out["load_before_runs_max"] = Figure(rounded(max(loads), 2), "load", "highest 1-minute load before a run")
+    for other in ("single", "kwokctl"):
+        for what, key, unit_key in (("up", "up_median", "up"), ("CPU to Ready", "cpu_to_ready_median", "cpu")):
+            a, b = out.get(f"ha_{key}"), out.get(f"{other}_{key}")
+            if a is not None and b is not None and b.value:
+                out[f"ratio_{unit_key}_ha_{other}"] = Figure(
+                    rounded(a.value / b.value, 3), "x", f"{what}, HA / {other}"
+                )
+        a, b = out.get("ha_peak_memory"), out.get(f"{other}_peak_memory")
+        if a is not None and b is not None and b.value:
+            out[f"ratio_memory_ha_{other}"] = Figure(rounded(a.value / b.value, 3), "x", f"peak memory, HA / {other}")
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=3)
@@ -423,8 +488,9 @@ def main() -> int:
         action="store_true",
         help="skip kubequake's own single control plane (name NAME-1cp, address block + 1)",
     )
-    p.add_argument("--json", type=Path, help="also write every measurement here")
+    add_json_option(p, "cluster_lifecycle")
     args = p.parse_args()
+    recorder = ResultRecorder("cluster_lifecycle")
 
     bins = binaries.locate()  # cached binaries only: a benchmark never builds
     cfg = kqconfig.build(
@@ -546,18 +612,25 @@ def main() -> int:
             print(f"ratio RSS  HA / single                : {ha_peak / kw_peak:.2f}x")
     elif not args.skip_kwokctl:
         print(f"kwokctl comparison not measured: {kw_problem or 'no successful run'}")
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "ha": [asdict(r) for r in ha_runs],
-                    "single_control_plane": [asdict(r) for r in one_runs],
-                    "kwokctl": [asdict(r) for r in kw_runs],
-                    "kwokctl_problem": kw_problem,
-                },
-                indent=2,
-            )
-        )
+    details = {
+        "versions": {
+            "kubernetes": binaries.KUBERNETES_VERSION,
+            "etcd": binaries.ETCD_VERSION,
+            "kwok": binaries.KWOK_VERSION,
+        },
+        "settings": {
+            "runs": args.runs,
+            "control_planes": cfg.control_planes,
+            "workers": cfg.workers,
+            "settle_s": args.settle,
+        },
+        "ha": [asdict(r) for r in ha_runs],
+        "single_control_plane": [asdict(r) for r in one_runs],
+        "kwokctl": [asdict(r) for r in kw_runs],
+        "kwokctl_problem": kw_problem,
+    }
+    written = recorder.write(args.json, lifecycle_figures(args.runs, ha_runs, one_runs, kw_runs), details)
+    print(f"\nresults: {written}")
     return 0
 
 

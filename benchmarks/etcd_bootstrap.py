@@ -11,7 +11,9 @@ both ways, alternating, and prints the time until every member reports healthy.
 
 `--io-pressure` writes and fsyncs a scratch file next to the cluster's run directory while
 measuring (bounded: at most --io-mib per round, removed afterwards), standing in for a busy
-disk such as a CI machine running other suites. Prints figures; never asserts.
+disk such as a CI machine running other suites. Prints figures; never asserts. Writes them, with
+the date, machine and host load, to benchmarks/results/etcd_bootstrap.json (--json PATH to write
+elsewhere).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.result_file import Figure, ResultRecorder, add_json_option, rounded  # noqa: E402
 from harness import binaries  # noqa: E402
 from harness import config as kqconfig  # noqa: E402
 from harness.providers.local import LocalCluster  # noqa: E402
@@ -69,6 +72,17 @@ def summary(label: str, times: list[float]) -> str:
     )
 
 
+def kind_figures(key: str, label: str, times: list[float]) -> dict[str, Figure]:
+    if not times:
+        return {}
+    return {
+        f"{key}_median": Figure(rounded(statistics.median(times)), "s", f"{label}: median time to all healthy"),
+        f"{key}_mean": Figure(rounded(statistics.mean(times)), "s", f"{label}: mean time to all healthy"),
+        f"{key}_max": Figure(rounded(max(times)), "s", f"{label}: slowest start"),
+        f"{key}_stalls": Figure(sum(t > STALL_S for t in times), "starts", f"{label}: starts over {STALL_S} s"),
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=10, help="starts of each kind (default 10)")
@@ -78,7 +92,9 @@ def main() -> int:
     p.add_argument("--io-pressure", action="store_true", help="write and fsync a scratch file meanwhile")
     p.add_argument("--io-mib", type=int, default=512, help="size of the scratch file (default 512 MiB)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds one start may take")
+    add_json_option(p, "etcd_bootstrap")
     args = p.parse_args()
+    recorder = ResultRecorder("etcd_bootstrap")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     cfg = kqconfig.build(
@@ -111,6 +127,16 @@ def main() -> int:
     print()
     print(summary("all members at once:", times[False]))
     print(summary("first member ahead:", times[True]))
+    figures: dict[str, Figure] = {"runs": Figure(args.runs, "runs", "starts of each kind")}
+    for lead_first, key, label in ((False, "all_at_once", "all members at once"), (True, "lead_first", "first ahead")):
+        figures |= kind_figures(key, label, times[lead_first])
+    details = {
+        "etcd": binaries.ETCD_VERSION,
+        "settings": {"members": args.members, "io_pressure": args.io_pressure, "io_mib": args.io_mib},
+        "stall_threshold_s": STALL_S,
+        "times_s": {"all_at_once": times[False], "lead_first": times[True]},
+    }
+    print(f"\nresults: {recorder.write(args.json, figures, details)}")
     return 0
 
 

@@ -11,23 +11,29 @@ the same 2 cores, so load generator and apiservers compete.
     .venv/bin/python benchmarks/traffic_throughput.py --set name=ld-bench --set address_block=82
 
 Reuses a running cluster with the same settings, otherwise starts one and stops it at the end
-(--keep leaves it running).
+(--keep leaves it running). Writes the figures, with the date, machine and host load, to
+benchmarks/results/traffic_throughput.json (--json PATH to write elsewhere).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from harness import binaries
-from harness import config as kqconfig
-from harness.load.settings import TrafficSettings
-from harness.load.traffic import Traffic
-from harness.providers.local import LocalCluster
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.result_file import Figure, ResultRecorder, add_json_option, rounded  # noqa: E402
+from harness import binaries  # noqa: E402
+from harness import config as kqconfig  # noqa: E402
+from harness.load.settings import TrafficSettings  # noqa: E402
+from harness.load.traffic import Traffic  # noqa: E402
+from harness.providers.local import LocalCluster  # noqa: E402
 
 log = logging.getLogger("benchmarks.traffic_throughput")
 
@@ -44,6 +50,8 @@ class Result:
     seconds: float
     rps: float
     success_rps: float
+    requests: int
+    failures: int
     failure_ratio: float
     harness_cpu: float  # CPU seconds per wall second, all Locust processes
     machine_cpu: float  # fraction of all cores busy, whole machine
@@ -72,6 +80,8 @@ def measure(cluster: LocalCluster, shape: Shape, warmup_s: float, window_s: floa
         seconds=span,
         rps=tl.requests / span,
         success_rps=tl.successes / span,
+        requests=tl.requests,
+        failures=tl.failures,
         failure_ratio=tl.failure_ratio,
         harness_cpu=(cpu1 - cpu0) / span,
         machine_cpu=(busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]),
@@ -98,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=float, default=20.0, help="seconds measured per shape")
     p.add_argument("--quick", action="store_true", help="only the first two shapes")
     p.add_argument("--keep", action="store_true", help="leave a cluster started here running")
+    add_json_option(p, "traffic_throughput")
     args = p.parse_args(argv)
+    recorder = ResultRecorder("traffic_throughput", argv=[sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = kqconfig.load(None, kqconfig.parse_set(args.sets))
     cluster = LocalCluster(cfg, binaries.ensure(), detached=True)
@@ -124,7 +136,40 @@ def main(argv: list[str] | None = None) -> int:
         f"({best.harness_cpu / best.rps * 1000:.2f} ms CPU per request); steady-state failure ratio "
         f"{max(r.failure_ratio for r in results):.4f}"
     )
+    details = {
+        "cluster": {"name": cfg.name, "control_planes": cfg.control_planes, "workers": cfg.workers},
+        "warmup_s": args.warmup,
+        "window_s": args.window,
+        "shapes": [asdict(r) for r in results],
+    }
+    print(f"results: {recorder.write(args.json, throughput_figures(results), details)}")
     return 0 if all(r.failure_ratio == 0 for r in results) else 1
+
+
+def slug(shape: str) -> str:
+    """'unpaced 16 users, 2 workers' -> 'unpaced_16_users_2_workers'."""
+    return re.sub(r"[^a-z0-9]+", "_", shape.split("(")[0].lower()).strip("_")
+
+
+def throughput_figures(results: list[Result]) -> dict[str, Figure]:
+    out: dict[str, Figure] = {}
+    for r in results:
+        k = slug(r.shape)
+        out[f"{k}_rps"] = Figure(rounded(r.rps, 1), "rps", f"{r.shape}: requests completed per second")
+        out[f"{k}_failures"] = Figure(r.failures, "failures", f"{r.shape}: failed requests in the window")
+        out[f"{k}_harness_cpu"] = Figure(rounded(r.harness_cpu, 3), "core", f"{r.shape}: Locust CPU per wall second")
+        out[f"{k}_machine_cpu"] = Figure(rounded(r.machine_cpu * 100, 1), "%", f"{r.shape}: whole machine busy")
+        for q, v in (("p50", r.p50_ms), ("p99", r.p99_ms)):
+            if v is not None:
+                out[f"{k}_{q}"] = Figure(rounded(v, 1), "ms", f"{r.shape}: {q} latency")
+    best = max(results, key=lambda r: r.rps)
+    out["best_rps"] = Figure(rounded(best.rps, 1), "rps", f"highest sustained rate: {best.shape}")
+    out["best_harness_cpu"] = Figure(rounded(best.harness_cpu, 3), "core", "Locust CPU at the highest rate")
+    out["best_cpu_per_request"] = Figure(
+        rounded(best.harness_cpu / best.rps * 1000, 3), "ms", "Locust CPU per request at the highest rate"
+    )
+    out["failures"] = Figure(sum(r.failures for r in results), "failures", "failed requests, every shape")
+    return out
 
 
 if __name__ == "__main__":

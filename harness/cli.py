@@ -7,7 +7,6 @@ never a traceback; `--debug` shows the traceback for bug reports.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
@@ -18,8 +17,10 @@ from typing import TYPE_CHECKING
 
 from harness import binaries, config, ctl
 from harness.errors import ClusterError, ConfigError, HarnessError
+from harness.providers import registry
 
 if TYPE_CHECKING:
+    from harness.faults.heal import ClusterHeal
     from harness.gate import GateReport
     from harness.providers.base import Cluster
     from harness.providers.local import LocalCluster
@@ -55,7 +56,11 @@ def _non_negative(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kubequake", description="Chaos and conformance harness for HA Kubernetes")
+    # No abbreviations: `run` passes every option it does not know to pytest, and `--co` (pytest's
+    # --collect-only) must not be taken for `--config`.
+    p = argparse.ArgumentParser(
+        prog="kubequake", description="Chaos and conformance harness for HA Kubernetes", allow_abbrev=False
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log progress at debug level")
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = p.add_subparsers(dest="command", required=True)
@@ -89,16 +94,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     wd.add_argument("--run-dir", type=Path, required=True, help="the cluster's run directory")
 
-    heal = sub.add_parser("heal", help="undo the faults a crashed or interrupted run left in force (from its journal)")
+    heal = sub.add_parser(
+        "heal",
+        help="clean up after killed runs: undo the faults they left in force (from the journal) and tear down "
+        "clusters they had brought up; without options, every such cluster under the run root",
+    )
     _add_cluster_args(heal)
     heal.add_argument(
         "--inventory", type=Path, default=None, help="heal an existing cluster described by this inventory"
     )
 
     run = sub.add_parser(
-        "run", help="run the scenario suites on a cluster with these settings; remaining arguments go to pytest"
+        "run",
+        usage="kubequake run [--config F] [--set KEY=VALUE ...] [--alluredir D] [--junit F] [PYTEST ARGS ...]",
+        help="run the scenario suites (or the given paths) on the cluster `up` started, or on one brought up "
+        "with these settings and torn down after; other arguments go to pytest (-m, -k, -x, paths...)",
+        allow_abbrev=False,
     )
     _add_cluster_args(run)
+    run.add_argument(
+        "--alluredir",
+        type=Path,
+        default=Path("reports/allure-results"),
+        help="Allure results of this run, for `kubequake report` (default: reports/allure-results)",
+    )
+    run.add_argument("--junit", type=Path, default=Path("reports/junit.xml"), help="JUnit XML (default: %(default)s)")
 
     gt = sub.add_parser(
         "gate",
@@ -168,70 +188,69 @@ def _cluster_config(args: argparse.Namespace) -> config.ClusterConfig:
     return config.load(args.config, overrides)
 
 
-def _attach(args: argparse.Namespace, *, must_exist: bool = True) -> LocalCluster:
+def _local_options(args: argparse.Namespace) -> registry.ProviderOptions:
+    return registry.ProviderOptions("local", _cluster_config(args))
+
+
+def _local(args: argparse.Namespace, *, must_exist: bool = True) -> LocalCluster:
+    """The local cluster these settings name, with the settings it was started with (status, logs, ctl, down)."""
     from harness.providers.local import LocalCluster
 
     cfg = _cluster_config(args)
     if must_exist and not cfg.run_dir.is_dir():
-        # Checked before LocalCluster exists: constructing it creates the run directory.
+        # Checked before the cluster object exists: constructing it creates the run directory.
         up = "kubequake up" + ("" if cfg.name == config.ClusterConfig().name else f" --set name={cfg.name}")
         raise ClusterError(f"no cluster {cfg.name!r} (nothing at {cfg.run_dir}); start it with `{up}`")
-    state = cfg.run_dir / "cluster.json"
-    if state.is_file():
-        # The running cluster's own settings win over defaults, so `status` after `up --set ...`
-        # needs no repetition of the --set flags.
-        try:
-            recorded = json.loads(state.read_text()).get("config", {})
-        except (OSError, ValueError, AttributeError) as exc:
-            raise ClusterError(
-                f"cannot read the cluster state {state} ({exc}); stop the cluster with "
-                f"`kubequake down --set name={cfg.name}`"
-            ) from None
-        flat = config.flatten(recorded)
-        # The directory found is where the cluster lives, whatever the recorded (often empty)
-        # run_root and this process's environment would resolve to.
-        flat["run_root"] = str(cfg.run_dir.parent)
-        cfg = config.build({k: v for k, v in flat.items() if k in config.known_keys()})
-    return LocalCluster(cfg, detached=True)
+    cluster = registry.build(registry.ProviderOptions("local", cfg))
+    # These commands act on the local provider's own processes, logs and files.
+    assert isinstance(cluster, LocalCluster), cluster
+    return cluster
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from harness.providers.local import LocalCluster
-
-    cfg = _cluster_config(args)
-    bins = binaries.ensure()
-    cluster = LocalCluster(cfg, bins, detached=not args.foreground)
+    options = _local_options(args)
     start = time.monotonic()
-    cluster.create(timeout=args.timeout)
+    # Not --foreground: a cluster it brings up outlives `up` (kept); one that already runs is reused.
+    session = registry.open_session(options, keep=not args.foreground, timeout=args.timeout)
     took = time.monotonic() - start
+    cluster = session.cluster
     if not args.foreground:
-        _report_ready(cluster, took)
-        _start_detached_watchdog(cluster)
-        print("stop it with: kubequake down")
+        try:
+            _report_ready(cluster, took)
+            _start_detached_watchdog(cluster)
+        finally:
+            session.close()  # lets go: the cluster stays up, now the user's
+        print(
+            "stop it with: kubequake down"
+            + ("" if cluster.cfg.name == "kubequake" else f" --set name={cluster.cfg.name}")
+        )
         return EXIT_OK
-    # The guarded region starts right after create(): a Ctrl-C that lands while the lines below
-    # are printed (a user reacting to "ready" at once) is the same orderly stop as one during
-    # the wait, not an "interrupted" exit.
+    # The guarded region starts right after the cluster is up: a Ctrl-C that lands while the lines
+    # below are printed (a user reacting to "ready" at once) is the same orderly stop as one
+    # during the wait, not an "interrupted" exit.
     try:
         _report_ready(cluster, took)
-        print("running in the foreground; Ctrl-C stops it")
+        if session.created:
+            print("running in the foreground; Ctrl-C stops it")
+        else:
+            print("it was already running: Ctrl-C lets go of it and leaves it running")
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
-        print("stopping...")
+        print("stopping..." if session.teardown else "leaving it running")
     finally:
-        cluster.destroy()
+        session.close()
     return EXIT_OK
 
 
-def _report_ready(cluster: LocalCluster, took: float) -> None:
+def _report_ready(cluster: Cluster, took: float) -> None:
     cfg = cluster.cfg
     print(f"cluster {cfg.name!r} ready in {took:.1f}s: {cfg.control_planes} control planes, {cfg.workers} workers")
     print(f"API (through the LB): {cluster.lb_url()}")
     print(f"kubeconfig: {cluster.kubeconfig()}")
 
 
-def _start_detached_watchdog(cluster: LocalCluster) -> None:
+def _start_detached_watchdog(cluster: Cluster) -> None:
     """A detached cluster's kubelet: a process of its own that outlives `up` and dies with `down`.
 
     Its command line ends with the run directory, so `down` (and the next `up` after a crash)
@@ -239,14 +258,12 @@ def _start_detached_watchdog(cluster: LocalCluster) -> None:
     """
     import subprocess
 
-    from harness.providers.process import proc_state_letter
+    from harness.providers.local import detached_watchdog_pid
     from harness.spawn import kubequake_command
 
     pidfile = cluster.run_dir / "watchdog.pid"
-    with contextlib.suppress(OSError, ValueError):
-        pid = int(pidfile.read_text())
-        if proc_state_letter(pid) not in (None, "Z") and "watchdog" in Path(f"/proc/{pid}/cmdline").read_text():
-            return  # `up` on a running cluster: its watchdog is already there
+    if detached_watchdog_pid(cluster.run_dir) is not None:
+        return  # `up` on a running cluster: its watchdog is already there
     with open(cluster.run_dir / "watchdog.log", "ab") as logf:
         proc = subprocess.Popen(
             [*kubequake_command(), "watchdog", "--run-dir", str(cluster.run_dir)],
@@ -267,7 +284,7 @@ def cmd_watchdog(args: argparse.Namespace) -> int:
 
     run_dir = args.run_dir.resolve()
     args.config, args.sets = None, [f"name={run_dir.name}", f"run_root={run_dir.parent}"]
-    watchdog = Watchdog(_attach(args))
+    watchdog = Watchdog(_local(args))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     log.info("watching %s", run_dir)
@@ -280,11 +297,18 @@ def cmd_watchdog(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from harness.providers import sessions
+
     existed = _cluster_config(args).run_dir.exists()
     start = time.monotonic()
     # Even without a run directory, destroy() removes what is keyed by name (firewall rules, cgroups).
-    cluster = _attach(args, must_exist=False)
+    cluster = _local(args, must_exist=False)
     cluster.destroy()
+    # What killed runs recorded about this cluster is moot once it is gone: `heal` need not visit it.
+    root = cluster.run_dir.parent
+    for rec in sessions.for_cluster(sessions.read_all(root), "local", cluster.run_dir):
+        if not rec.alive():
+            sessions.remove(rec)
     if existed:
         print(f"cluster {cluster.cfg.name!r} stopped and removed in {time.monotonic() - start:.1f}s")
     else:
@@ -297,17 +321,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     st: ClusterStatus
     if args.inventory is not None:
-        from harness.providers.existing import ExistingCluster, load_inventory
-
-        existing = ExistingCluster(load_inventory(args.inventory))
-        try:
-            existing.create()  # attach: the wrong-cluster check first
-            st = collect(existing)
-        finally:
-            existing.destroy()
+        # Attaching runs the wrong-cluster check first; the session detaches at its end.
+        options = registry.ProviderOptions("existing", inventory=args.inventory)
+        with registry.open_session(options, registry.Lifecycle.ATTACH) as session:
+            st = collect(session.cluster)
     else:
         cfg = _cluster_config(args)
-        cluster = _attach(args) if cfg.run_dir.is_dir() else None
+        cluster = _local(args) if cfg.run_dir.is_dir() else None
         if cluster is None or not cluster.running():
             if args.json:
                 print(json.dumps({"name": cfg.name, "running": False}))
@@ -339,7 +359,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_kubeconfig(args: argparse.Namespace) -> int:
-    cluster = _attach(args)
+    cluster = _local(args)
     path = cluster.kubeconfig()
     if not path.is_file():
         raise ClusterError(f"no kubeconfig at {path}: the cluster is not running; start it with `kubequake up`")
@@ -350,7 +370,7 @@ def cmd_kubeconfig(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     from harness.providers.base import Component
 
-    cluster = _attach(args)
+    cluster = _local(args)
     node = cluster.node(args.node)
     try:
         component = Component(args.component)
@@ -386,26 +406,43 @@ def cmd_binaries(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_pytest_args(args: argparse.Namespace, rest: list[str], cwd: Path | None = None) -> list[str]:
+    """pytest's command line for `kubequake run`: shipped settings, reports, cluster settings, then the user's.
+
+    The user's pytest arguments come last, so an option given there (--junitxml, -p ...) wins.
+    With no path among them pytest runs the installed scenario suites (harness/suites.py).
+    """
+    from harness import suites
+
+    plugin_args = ["--kq-config", str(args.config)] if args.config else []
+    for s in args.sets:
+        plugin_args += ["--kq-set", s]
+    user = rest[1:] if rest[:1] == ["--"] else rest
+    return [
+        *suites.pytest_base_args(cwd=cwd),
+        *suites.report_args(args.alluredir, args.junit),
+        *plugin_args,
+        *user,
+    ]
+
+
 def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
     import pytest
 
-    cfg = _cluster_config(args)
-    plugin_args = []
-    if args.config:
-        plugin_args += ["--kq-config", str(args.config)]
-    for s in args.sets:
-        plugin_args += ["--kq-set", s]
+    cfg = _cluster_config(args)  # a bad setting is refused here, with the key and what is allowed
     log.info("running scenarios on cluster %s", cfg.name)
-    root = Path(__file__).resolve().parent.parent
-    targets = rest or [str(root / "scenarios")]
-    # harness is imported before pytest starts, so pytest cannot rewrite its asserts; it need not.
-    quiet = ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
-    return int(pytest.main([*quiet, *plugin_args, *targets]))
+    code = int(pytest.main(run_pytest_args(args, rest)))
+    if any(args.alluredir.glob("*-result.json")):
+        print(f"Allure results: {args.alluredir}; JUnit XML: {args.junit}")
+        report = "kubequake report" + (
+            "" if args.alluredir == Path("reports/allure-results") else f" --results {args.alluredir}"
+        )
+        print(f"HTML report: {report}")
+    return code
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
     from harness import gate
-    from harness.providers.local import LocalCluster
 
     if not args.min_cert_days > 0:
         raise ConfigError(f"--min-cert-days {args.min_cert_days:g}: give a number of days above 0")
@@ -414,47 +451,42 @@ def cmd_gate(args: argparse.Namespace) -> int:
     if args.allow_disruptive:
         raise ConfigError("--allow-disruptive applies to an existing cluster: give --inventory FILE with it")
     cfg = _cluster_config(args)
-    running = _attach(args) if cfg.run_dir.is_dir() else None
-    owned = running is None or not running.running()
-    if owned:
+
+    def announce(cluster: Cluster) -> None:
         print(f"cluster {cfg.name!r} is not running: bringing it up for the gate (torn down after)")
-        cluster = LocalCluster(cfg, binaries.ensure())
-        origin = "brought up for the gate, torn down after"
-    else:
-        assert running is not None
-        cluster, origin = running, "reused the running cluster, left running"
-        print(f"cluster {cfg.name!r} is running: the gate checks it as it runs (with its own settings)")
-    try:
-        if owned:
-            cluster.create(timeout=args.timeout)
+
+    # A cluster that runs is checked as it runs and left running; else the gate brings one up and tears it down.
+    with registry.open_session(_local_options(args), timeout=args.timeout, on_create=announce) as session:
+        cluster = session.cluster
+        if session.created:
+            origin = "brought up for the gate, torn down after"
+        else:
+            origin = "reused the running cluster, left running"
+            print(f"cluster {cfg.name!r} is running: the gate checks it as it runs (with its own settings)")
         rep = gate.run_gate(cluster, gate.GateOptions(min_cert_days=args.min_cert_days), origin)
         if args.disruptive:
             plugin_args = []
             for k, v in config.flatten(cluster.cfg.to_dict()).items():
                 plugin_args += ["--kq-set", f"{k}={v}"]
-            # The gate owns the cluster's lifecycle: the suites must not stop a cluster the gate reused.
-            _gate_suites(rep, [*plugin_args, "--keep-cluster"], args.alluredir)
-    finally:
-        if owned:
-            cluster.destroy()
+            _gate_suites(rep, plugin_args, args.alluredir)
     return _gate_report(args, rep, f"cluster {cfg.name!r}: {origin}")
 
 
 def _gate_existing(args: argparse.Namespace) -> int:
     from harness import gate
-    from harness.providers.existing import ExistingCluster, load_inventory
+    from harness.providers.existing import load_inventory
 
     if args.sets or args.config:
         raise ConfigError("--set/--config describe a local cluster; an existing cluster's settings go in its inventory")
     inv = load_inventory(args.inventory)
-    cluster = ExistingCluster(inv, allow_disruptive=True if args.allow_disruptive else None)
+    allow = True if args.allow_disruptive else None
+    options = registry.ProviderOptions("existing", inventory=args.inventory, allow_disruptive=allow)
     origin = f"existing cluster from {args.inventory}, attached (never torn down)"
-    try:
-        cluster.create()
+    with registry.open_session(options, registry.Lifecycle.ATTACH) as session:
         print(f"attached to existing cluster {inv.cluster!r}: the gate checks it as it runs")
-        rep = gate.run_gate(cluster, gate.GateOptions(min_cert_days=args.min_cert_days), origin)
+        rep = gate.run_gate(session.cluster, gate.GateOptions(min_cert_days=args.min_cert_days), origin)
         if args.disruptive:
-            if not cluster.allow_disruptive:
+            if not (args.allow_disruptive or inv.allow_disruptive):
                 raise ConfigError(
                     f"--disruptive on existing cluster {inv.cluster!r}, but its inventory {args.inventory} does not "
                     "set allow_disruptive = true; set it (or pass --allow-disruptive) once the cluster's owners agree"
@@ -462,8 +494,6 @@ def _gate_existing(args: argparse.Namespace) -> int:
             plugin_args = ["--provider", "existing", "--inventory", str(args.inventory)]
             plugin_args += ["--allow-disruptive"] if args.allow_disruptive else []
             _gate_suites(rep, plugin_args, args.alluredir)
-    finally:
-        cluster.destroy()
     return _gate_report(args, rep, f"cluster {inv.cluster!r}: {origin}")
 
 
@@ -494,30 +524,53 @@ def _gate_report(args: argparse.Namespace, rep: GateReport, where: str) -> int:
 
 
 def cmd_heal(args: argparse.Namespace) -> int:
-    from harness.faults.heal import heal_from_journal
+    from harness.faults import heal
 
-    cluster: Cluster
+    overrides = config.parse_set(args.sets)
     if args.inventory is not None:
-        from harness.providers.existing import ExistingCluster, load_inventory
-
+        if args.sets or args.config:
+            raise ConfigError("--set/--config describe a local cluster; give either them or --inventory")
         # Undo is never refused by the guards (start, thaw, heal-partition, power-on), so no
         # opt-in is needed to clean up after a crashed run.
-        cluster = ExistingCluster(load_inventory(args.inventory))
+        results = [heal.heal_target(registry.ProviderOptions("existing", inventory=args.inventory))]
+    elif args.config is not None or set(overrides) - {"run_root"}:
+        results = [heal.heal_target(_local_options(args))]
     else:
-        cluster = _attach(args)
-    if not cluster.run_dir.exists():
-        print(f"no cluster {cluster.cfg.name!r}: nothing to heal")
-        return EXIT_OK
-    try:
-        outcomes = heal_from_journal(cluster)
-    finally:
-        if args.inventory is not None:
-            cluster.destroy()  # disconnects only
-    if not outcomes:
+        root = _cluster_config(args).run_dir.parent
+        results = heal.heal_leftovers(root)
+        if not results:
+            print(f"no cluster left behind by an ended run under {root}: nothing to heal")
+            return EXIT_OK
+    for r in results:
+        _print_heal(r)
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAIL
+
+
+def _print_heal(r: ClusterHeal) -> None:
+    for rec in r.left_by:
+        print(
+            f"cluster {r.name!r} ({r.provider}): left by `{rec.command_line}` (pid {rec.pid}, ended), "
+            + ("which had brought it up" if rec.created else "which had attached to it")
+        )
+    for rec in r.in_use_by:
+        print(f"cluster {r.name!r}: still in use by `{rec.command_line}` (pid {rec.pid})")
+    if r.skipped:
+        print(r.skipped)
+        return
+    if r.missing:
+        print(f"no cluster {r.name!r}: nothing to heal")
+        return
+    if r.torn_down:
+        for what in r.removed_with_cluster:
+            print(f"removed with the cluster: {what}")
+        print(f"torn down: cluster {r.name!r} (its run had brought it up and would have torn it down)")
+        return
+    if r.error:
+        print(f"FAILED: {r.error}")
+    if not r.outcomes and not r.error:
         print("the fault journal lists no fault in force")
-    for o in outcomes:
+    for o in r.outcomes:
         print(f"{'healed' if o.healed else 'FAILED'}: {o.description}" + (f" ({o.error})" if o.error else ""))
-    return EXIT_OK if all(o.healed for o in outcomes) else EXIT_FAIL
 
 
 def cmd_ctl(args: argparse.Namespace) -> int:
@@ -540,7 +593,7 @@ def cmd_ctl(args: argparse.Namespace) -> int:
     if not args.verbose:
         root.setLevel(max(level, logging.WARNING))
     try:
-        result = ctl.execute(_attach(args), request)
+        result = ctl.execute(_local(args), request)
     finally:
         root.setLevel(level)
     if result.output is not None:
@@ -556,7 +609,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     for flag, path in (("--ssh-key", args.ssh_key), ("--known-hosts", args.known_hosts)):
         if path is not None and not path.is_file():
             raise ConfigError(f"{flag} {path} does not exist; give an existing file")
-    cluster = _attach(args)
+    cluster = _local(args)
     if not cluster.running():
         raise ClusterError(f"cluster {cluster.cfg.name!r} is not running; start it with `kubequake up` first")
     access = SSHAccess(

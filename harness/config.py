@@ -193,13 +193,19 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> C
             raise ConfigError(
                 f"config file {path} cannot be read ({exc.strerror}); check the path and permissions"
             ) from None
-        for k, v in flatten(data).items():
+        for k, v in _cluster_keys(flatten(data)).items():
             values[k] = v
             source[k] = str(path)
-    for k, v in (overrides or {}).items():
+    for k, v in _cluster_keys(overrides or {}).items():
         values[k] = v
         source[k] = "--set"
     return build(values, source)
+
+
+def _cluster_keys(values: dict[str, Any]) -> dict[str, Any]:
+    # `slo.*` keys are the user's objectives, read by harness.slo from the same file and --set
+    # flags: they say how the cluster is judged, not how it is built.
+    return {k: v for k, v in values.items() if not k.startswith("slo.")}
 
 
 def build(values: dict[str, Any], source: dict[str, str] | None = None) -> ClusterConfig:

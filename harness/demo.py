@@ -28,14 +28,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from harness import binaries, config
+from harness import binaries, config, suites
 from harness.checks.budgets import Verdict
 from harness.errors import HarnessError
 from harness.report.environment import categorize
 from harness.report.progress import Event, ProgressReader
 from harness.report.tables import key_verdict, render
 
-ROOT = Path(__file__).resolve().parent.parent
 DEMO_SETTINGS = ["name=kubequake-demo", "address_block=200"]
 EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Silence longer than this during a long step prints a "still ..." line, so the run never looks hung.
@@ -172,8 +171,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", type=Path, help="kubequake.toml with cluster settings")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
-    p.add_argument("--suites", type=Path, default=ROOT / "scenarios", help="suites to run (default: scenarios/)")
-    p.add_argument("--reports", type=Path, default=ROOT / "reports", help="where results and the report go")
+    p.add_argument("--suites", type=Path, default=None, help="suites to run (default: the installed scenarios)")
+    p.add_argument("--reports", type=Path, default=Path("reports"), help="where results and the report go")
     p.add_argument("--keep-cluster", action="store_true", help="leave the cluster running afterwards")
     p.add_argument("--max-minutes", type=float, default=90.0, help="stop the suites after this long")
     return p
@@ -217,7 +216,7 @@ def run_suites(
     reader = ProgressReader(progress)
     with log_path.open("wb") as log_file:
         # Same process group as the demo: Ctrl-C in the terminal reaches pytest directly.
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + deadline_s
             with show.working("running the suites"):
@@ -247,7 +246,7 @@ def _sigterm_to_interrupt(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
-    from harness.providers.local import LocalCluster
+    from harness.providers.registry import ClusterSession, ProviderOptions, open_session
     from harness.report.generate import allure_command, check_java, generate
 
     parser = _parser()
@@ -261,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reports: Path = args.reports.resolve()
     results, html, junit = reports / "allure-results", reports / "allure-report", reports / "junit.xml"
     progress, pytest_log = reports / "demo-progress.jsonl", reports / "demo-pytest.log"
-    cluster: LocalCluster | None = None
+    session: ClusterSession | None = None
     code = EXIT_ERROR
     state = RunState()
     rep = None
@@ -271,25 +270,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         allure_command()
         check_java()
         with show.working("checking the pinned Kubernetes, etcd and KWOK builds"):
-            bins = binaries.ensure()
+            binaries.ensure()
         with show.working(f"starting the local HA cluster {cfg.name!r} ({cfg.control_planes} control planes)"):
-            cluster = LocalCluster(cfg, bins, detached=args.keep_cluster)
-            cluster.create()
-            # The suites' own process owns the watchdog while they run: two watchdogs would
-            # race to restart the same component.
-            if cluster.watchdog is not None:
-                cluster.watchdog.stop()
+            # Recorded as the demo's (brought up, torn down after unless kept): a demo killed
+            # outright leaves what `kubequake heal` removes.
+            session = open_session(ProviderOptions("local", cfg), keep=args.keep_cluster)
+            # The suites' own process attaches and runs the watchdog while they run: two
+            # watchdogs would race to restart the same component.
+            session.cluster.detach()
+        cluster = session.cluster
         show.line(f"API through the load balancer: {cluster.lb_url()}")
         reports.mkdir(parents=True, exist_ok=True)
         progress.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "pytest", str(args.suites), "-p", "no:cacheprovider", "-q"]
-        cmd += [f"--alluredir={results}", "--clean-alluredir", f"--junitxml={junit}", f"--kq-progress={progress}"]
+        suite_paths = str(args.suites or suites.scenarios_dir())
+        cmd = [sys.executable, "-m", "pytest", *suites.pytest_base_args(), suite_paths, "-p", "no:cacheprovider", "-q"]
+        cmd += [*suites.report_args(results, junit), f"--kq-progress={progress}"]
         if args.config:
             cmd += ["--kq-config", str(args.config)]
         for s in sets:
             cmd += ["--kq-set", s]
-        if args.keep_cluster:
-            cmd.append("--keep-cluster")
+        # The demo holds the cluster; the suites use it as it runs and never tear it down.
+        cmd.append("--kq-attach")
         pytest_code, state = run_suites([*cmd, *pytest_args], progress, pytest_log, args.max_minutes * 60, show)
         # pytest: 0 all passed, 1 some failed, 2 interrupted, 3-5 internal/usage/no tests.
         code = {0: EXIT_OK, 1: EXIT_FAIL, 2: EXIT_INTERRUPTED}.get(pytest_code, EXIT_ERROR)
@@ -307,17 +308,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         show.line(f"error: {exc}")
         code = exc.exit_code
     finally:
-        if cluster is not None and not args.keep_cluster:
+        if session is not None and session.teardown:
             with show.working("tearing the cluster down"):
                 try:
-                    cluster.destroy()
+                    session.close()
                 except HarnessError as exc:
                     show.line(f"teardown failed: {exc}")
                     code = EXIT_ERROR
-        elif cluster is not None:
+        elif session is not None:
+            session.close()
             show.line(
-                f"cluster {cluster.cfg.name!r} left running (--keep-cluster); stop it with "
-                f"`kubequake down --set name={cluster.cfg.name}`"
+                f"cluster {session.cluster.cfg.name!r} left running; stop it with "
+                f"`kubequake down --set name={session.cluster.cfg.name}`"
             )
     out = sys.stdout
     if state.rows:

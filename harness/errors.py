@@ -33,6 +33,10 @@ class ClusterRunningError(ClusterError):
     """A cluster with the same name is already running."""
 
 
+class ClusterNotRunningError(ClusterError):
+    """A cluster was to be attached to, but it does not run."""
+
+
 class TimeoutExpired(HarnessError):
     """A wait ran out of time; the message carries the last state seen."""
 

@@ -32,12 +32,12 @@ from cryptography import x509
 from harness import pki as pkimod
 from harness.checks.budgets import Budgets, Verdict, check
 from harness.checks.etcd import EtcdEndpoint
-from harness.checks.http import loopback_session, probe
 from harness.checks.leaders import LEASED_COMPONENTS, leading_instances, read_lease
 from harness.checks.skew import Version, parse_version, skew_verdicts
-from harness.providers.base import Cluster, Component, TLSClient
+from harness.net.http import loopback_session, probe
+from harness.net.tls import TLSClient
+from harness.providers.base import Capability, Cluster, Component
 from harness.providers.haproxy import parse_stats_csv
-from harness.providers.local import LocalCluster
 from harness.status import etcd_client, leaders_by_lease
 from harness.transport.local import LocalTransport
 
@@ -254,7 +254,7 @@ def _read_versions(
 def _static_pod_version(cluster: Cluster, component: Component, node: str) -> str:
     from kubernetes import client
 
-    from harness.kube import api_client
+    from harness.net.kube import api_client
 
     with api_client(cluster.lb_url(), cluster.admin_tls(), timeout=HTTP_TIMEOUT_S) as api:
         pods = client.CoreV1Api(api).list_namespaced_pod(
@@ -449,14 +449,10 @@ def certificate_sources(cluster: Cluster) -> list[tuple[str, list[CertSource]]]:
     """
     cps = cluster.control_planes()
     admin, etls = cluster.admin_tls(), cluster.etcd_tls()
-    api_port, etcd_port, peer_port = (
-        cluster.cfg.apiserver.port,
-        cluster.cfg.etcd.client_port,
-        cluster.cfg.etcd.peer_port,
-    )
-    if not isinstance(cluster, LocalCluster):
-        api_port = urlparse(cluster.apiserver_url(cps[0].name)).port or api_port if cps else api_port
-        etcd_port = urlparse(cluster.etcd_url(cps[0].name)).port or etcd_port if cps else etcd_port
+    # The ports the cluster serves on, as its URLs say (a kubeadm cluster may not use kubequake's).
+    api_port = (urlparse(cluster.apiserver_url(cps[0].name)).port if cps else None) or cluster.cfg.apiserver.port
+    etcd_port = (urlparse(cluster.etcd_url(cps[0].name)).port if cps else None) or cluster.cfg.etcd.client_port
+    peer_port = cluster.cfg.etcd.peer_port
     served = [
         (
             "kube-apiserver serving",
@@ -471,7 +467,7 @@ def certificate_sources(cluster: Cluster) -> list[tuple[str, list[CertSource]]]:
             [CertSource(f"served by {n.name}:{peer_port}", endpoint=(n.address, peer_port, etls)) for n in cps],
         ),
     ]
-    if not isinstance(cluster, LocalCluster):
+    if Capability.CERTIFICATE_FILES not in cluster.capabilities:
         return [
             *served,
             ("apiserver etcd client", [CertSource("etcd client given to kubequake", path=etls.cert)]),
@@ -481,25 +477,17 @@ def certificate_sources(cluster: Cluster) -> list[tuple[str, list[CertSource]]]:
                 [CertSource("kubeconfig CA", path=admin.ca), CertSource("etcd CA", path=etls.ca)],
             ),
         ]
-    p = cluster.pki
+    files = cluster.certificate_files()
 
-    def f(pair: pkimod.CertPair) -> CertSource:
-        return CertSource(pair.cert.name if pair.cert.parent == p.dir else f"etcd/{pair.cert.name}", path=pair.cert)
+    def named(path: Path) -> CertSource:
+        # kubeadm's names: files of the etcd PKI are shown under etcd/.
+        return CertSource(f"etcd/{path.name}" if path.parent.name == "etcd" else path.name, path=path)
 
-    files = {
-        "kube-apiserver serving": [f(p.apiserver[n.name]) for n in cps],
-        "etcd server": [f(p.etcd_server[n.name]) for n in cps],
-        "etcd peer": [f(p.etcd_peer[n.name]) for n in cps],
-    }
+    by_kind = {kind: [named(f) for f in paths] for kind, paths in files.items()}
+    served_kinds = {kind for kind, _ in served}
     return [
-        *[(kind, files[kind] + sources) for kind, sources in served],
-        ("front-proxy client", [f(p.front_proxy_client)]),
-        ("apiserver etcd client", [f(p.etcd_client)]),
-        ("apiserver kubelet client", [f(p.apiserver_kubelet_client)]),
-        ("admin client", [f(p.admin)]),
-        ("kube-controller-manager client", [f(p.controller_manager)]),
-        ("kube-scheduler client", [f(p.scheduler)]),
-        ("certificate authorities", [f(p.ca), f(p.etcd_ca), f(p.front_proxy_ca)]),
+        *[(kind, by_kind.pop(kind, []) + sources) for kind, sources in served],
+        *[(kind, sources) for kind, sources in by_kind.items() if kind not in served_kinds],
     ]
 
 
@@ -555,7 +543,7 @@ def certificate_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
 
 
 def leader_election_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
-    from harness.kube import api_client
+    from harness.net.kube import api_client
 
     tls = cluster.admin_tls()
     out: list[Verdict] = []
@@ -687,7 +675,7 @@ def rollout_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
     from kubernetes import client
 
     from harness.checks.rollout import DeploymentWorkflow, Kubectl
-    from harness.kube import api_client
+    from harness.net.kube import api_client
 
     budget = Budgets.for_config(cluster.cfg).rollout_completion_s
     namespace = f"kq-gate-{uuid.uuid4().hex[:8]}"

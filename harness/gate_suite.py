@@ -6,8 +6,8 @@ replays the verdicts as a tiny in-process pytest session: one test per check, pa
 plugin object that holds the verdicts, with `--alluredir`. Nothing is measured twice and the
 replay cannot disagree with the table and JUnit the CLI wrote from the same verdicts.
 
-`kubequake gate --disruptive` runs scenarios/ the way `kubequake run` does and folds the outcome
-into one more verdict.
+`kubequake gate --disruptive` runs the installed scenario suites the way `kubequake run` does
+(harness/suites.py), on the cluster the gate holds, and folds the outcome into one more verdict.
 """
 
 from __future__ import annotations
@@ -18,15 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import report
+from harness import report, suites
 from harness.checks.budgets import Verdict
 from harness.gate import CheckOutcome
 
 log = logging.getLogger(__name__)
-
-ROOT = Path(__file__).resolve().parent.parent
-# harness is imported before pytest starts, so pytest cannot rewrite its asserts; it need not.
-_QUIET = ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
 
 
 @pytest.fixture
@@ -58,14 +54,14 @@ class _GateVerdicts:
 def write_allure_results(outcomes: list[CheckOutcome], alluredir: Path) -> int:
     """Replay the verdicts into `alluredir`; returns pytest's exit code (0 all passed, 1 some failed)."""
     args = [
-        *_QUIET,
+        *suites.pytest_base_args(),
         str(Path(__file__)),
         "-p",
         "no:cacheprovider",
         # The terminal shows the gate's own table; the replay's pytest output would only repeat it.
         "-p",
         "no:terminal",
-        # The repository's addopts pick a test cluster; the replay touches no cluster at all.
+        # -ra of the shipped addopts belongs to the terminal reporter, which the replay goes without.
         "-o",
         "addopts=",
         f"--alluredir={alluredir}",
@@ -97,10 +93,14 @@ class SuiteOutcome:
 
 
 def run_resilience_suites(plugin_args: list[str], alluredir: Path, extra: list[str] | None = None) -> SuiteOutcome:
-    """scenarios/ on the gate's cluster, chosen by kubequake plugin options (--kq-set, --provider...)."""
+    """The scenario suites on the gate's cluster, chosen by kubequake plugin options (--kq-set, --provider...).
+
+    The gate holds the cluster (brought up or attached); the suites only attach to it (--kq-attach).
+    """
     import time
 
-    args = [*_QUIET, *plugin_args, f"--alluredir={alluredir}", *(extra or [str(ROOT / "scenarios")])]
+    args = [*suites.pytest_base_args(), *plugin_args, "--kq-attach", f"--alluredir={alluredir}"]
+    args += extra or [str(suites.scenarios_dir())]
     tally = _Tally()
     start = time.monotonic()
     rc = int(pytest.main(args, plugins=[tally]))

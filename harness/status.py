@@ -9,21 +9,25 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
 from harness.checks.etcd import EtcdClient, EtcdEndpoint
-from harness.checks.http import probe, wait_until
 from harness.checks.leaders import LEASED_COMPONENTS, leading_instances, read_lease
 from harness.errors import HarnessError
-from harness.kube import api_client
-from harness.providers.base import Cluster, Component, Node
-from harness.providers.local import LocalCluster, LocalNode
+from harness.net.http import probe
+from harness.net.kube import api_client
+from harness.net.wait import wait_until
+from harness.providers.base import Capability, Cluster, Component, Node
 
 SCHEMA_VERSION = 1
+WORKER_READ_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,8 @@ class ClusterStatus:
     versions: dict[str, str]
     schema_version: int = SCHEMA_VERSION
     healthy: bool = field(default=False)
+    # Why worker readiness could not be read ("" when it was, or when the cluster has no workers).
+    workers_error: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,16 +152,9 @@ def leaders_by_lease(cluster: Cluster, lease: str, skip: frozenset[str]) -> list
 
 
 def component_versions(cluster: Cluster) -> dict[str, str]:
-    if not isinstance(cluster, LocalCluster):
-        return {"kubernetes": _server_version(cluster)}
-    versions = dict(cluster.bins.versions)
-    out = {
-        "kubernetes": versions.get("kubernetes", ""),
-        "etcd": versions.get("etcd", ""),
-        "kwok": versions.get("kwok", ""),
-        "haproxy": haproxy_version(),
-    }
-    return out
+    if Capability.COMPONENT_VERSIONS in cluster.capabilities:
+        return cluster.component_versions()
+    return {"kubernetes": _server_version(cluster)}
 
 
 def _server_version(cluster: Cluster) -> str:
@@ -164,22 +163,12 @@ def _server_version(cluster: Cluster) -> str:
     return m.group(1) if m else "unknown"
 
 
-def haproxy_version() -> str:
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["haproxy", "-v"], capture_output=True, text=True, timeout=5, check=False).stdout
-        m = re.search(r"version (\S+)", out)
-        if m:
-            return m.group(1)
-    return "unknown"
-
-
 def _component_status(n: Node, c: Component) -> ComponentStatus:
-    if isinstance(n, LocalNode):
-        return ComponentStatus(str(n.state(c)), n.pid(c))
     try:
-        return ComponentStatus("running" if n.running(c) else "stopped", None)
+        info = n.process(c)
     except HarnessError as exc:
         return ComponentStatus(f"unknown ({exc})", None)
+    return ComponentStatus(info.state, info.pid)
 
 
 def collect(cluster: Cluster) -> ClusterStatus:
@@ -194,13 +183,7 @@ def collect(cluster: Cluster) -> ClusterStatus:
         ready = running and probe(f"{cluster.apiserver_url(n.name)}/readyz", tls, timeout=2.0).ok
         apiservers.append(ApiServerRow(n.name, ready))
     lb_ready = probe(f"{cluster.lb_url()}/readyz", tls, timeout=2.0).ok
-    workers: list[WorkerRow] = []
-    if lb_ready and cluster.cfg.workers and isinstance(cluster, LocalCluster):
-        from harness.providers.workers import ready_workers, worker_names
-
-        with contextlib.suppress(Exception):
-            ready_names = set(ready_workers(cluster))
-            workers = [WorkerRow(w, w in ready_names) for w in worker_names(cluster.cfg.workers)]
+    workers, workers_error = _workers(cluster, lb_ready)
     etcd = etcd_status(cluster)
     leaders = lease_leaders(cluster)
     st = ClusterStatus(
@@ -214,8 +197,36 @@ def collect(cluster: Cluster) -> ClusterStatus:
         leaders=leaders,
         workers=workers,
         versions=component_versions(cluster),
+        workers_error=workers_error,
     )
     return dataclasses.replace(st, healthy=not problems(st, cluster.cfg.leader_election.enabled))
+
+
+def _workers(cluster: Cluster, lb_ready: bool) -> tuple[list[WorkerRow], str]:
+    """Each expected worker Node's Ready condition, read through the LB; or why it could not be read.
+
+    An unread readiness is a problem of its own, never an empty list that passes: steady state
+    must not be declared on workers nobody looked at.
+    """
+    if Capability.WORKER_READINESS not in cluster.capabilities:
+        return [], ""
+    names = cluster.worker_names()
+    if not names:
+        return [], ""
+    if not lb_ready:
+        return [], "worker readiness not read: the API through the load balancer is not ready"
+    try:
+        with api_client(cluster.lb_url(), cluster.admin_tls(), timeout=WORKER_READ_TIMEOUT_S) as api:
+            nodes = client.CoreV1Api(api).list_node(_request_timeout=WORKER_READ_TIMEOUT_S).items
+    except (ApiException, OSError, urllib3.exceptions.HTTPError) as exc:
+        return [], f"worker readiness not read: listing Nodes failed ({type(exc).__name__}: {str(exc)[:160]})"
+    ready = {n.metadata.name for n in nodes if n.metadata and _node_ready(n)}
+    return [WorkerRow(w, w in ready) for w in names], ""
+
+
+def _node_ready(node: Any) -> bool:
+    conditions = (node.status and node.status.conditions) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
 def comps_running(nodes: list[NodeStatus], node: str, component: Component) -> bool:
@@ -248,6 +259,8 @@ def problems(st: ClusterStatus, leader_election: bool = True) -> list[str]:
             elif "," in holder:
                 out.append(f"more than one {lease} instance claims leadership: {holder}")
     out += [f"worker {w.name} not Ready" for w in st.workers if not w.ready]
+    if st.workers_error:
+        out.append(st.workers_error)
     return out
 
 

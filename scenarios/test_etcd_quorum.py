@@ -8,19 +8,16 @@ import uuid
 import pytest
 import requests
 
-from harness import report
+from harness import report, windows
 from harness.checks.availability import AvailabilitySampler, lb_outage_verdict
 from harness.checks.budgets import MARGIN_S, check, within
 from harness.checks.etcd import EtcdClient, EtcdEndpoint, WriteProbe, hash_agreement
-from harness.checks.http import wait_until
 from harness.faults.catalog import KillComponent
 from harness.providers.base import Cluster, Component
 from harness.scenario import ScenarioRun
 from harness.status import etcd_client
 
 pytestmark = [pytest.mark.disruptive, pytest.mark.etcd]
-
-OBSERVE_S = 4.0
 
 
 def endpoints(cluster: Cluster, exclude: set[str] = frozenset()) -> list[EtcdEndpoint]:  # type: ignore[assignment]
@@ -85,6 +82,22 @@ def verify_after(run: ScenarioRun, etcd: EtcdClient, probe: WriteProbe) -> None:
 
 @pytest.mark.slo("etcd-member-loss")
 def test_kill_follower_writes_continue(scenario: ScenarioRun, cluster: Cluster, etcd: EtcdClient) -> None:
+    """Losing one etcd follower does not stop writes.
+
+    Hypothesis: with a follower dead the leader still has a quorum, so etcd keeps committing and
+    the API through the load balancer keeps answering.
+
+    Fault: SIGKILL of etcd on one follower, held for the "observe with members down" window.
+
+    Measured: the longest pause between acknowledged writes of a probe writing to the surviving
+    members every 0.1s; the longest outage of the API through the LB (20 Hz samples); after
+    recovery, the members' key-space hashes and every acknowledged write read back from each
+    member; what clients through the LB saw.
+
+    SLO: write gap within the etcd re-election budget (two election timeouts plus margin); LB
+    outage within the LB's mark-down budget; members agree; no acknowledged write lost; steady
+    state after; clients within the etcd-member-loss budget.
+    """
     run = scenario
     run.steady_state_before()
     leader = current_leader(etcd)
@@ -95,15 +108,11 @@ def test_kill_follower_writes_continue(scenario: ScenarioRun, cluster: Cluster, 
         AvailabilitySampler({"lb": cluster.lb_url()}, cluster.admin_tls()) as api,
     ):
         report.observe(api)
-        time.sleep(1.0)
-        with run.phase("inject"):
-            rec = run.inject(KillComponent(cluster, follower, Component.ETCD), baseline=api)
-        with run.phase("observe"):
-            time.sleep(OBSERVE_S)
-        with run.phase("heal"):
-            run.heal(rec)
-        time.sleep(1.0)
-    gap = probe.longest_gap_s(rec.applied_at or 0, rec.healed_at or time.time())
+        run.wait(windows.SETTLE)
+        with run.fault(KillComponent(cluster, follower, Component.ETCD), baseline=api) as down:
+            run.wait(windows.MEMBERS_DOWN)
+        run.wait(windows.AFTER_HEAL)
+    gap = probe.longest_gap_s(down.applied_at, down.healed_at)
     run.verdict(
         within(
             "write gap while a follower is down",
@@ -115,11 +124,26 @@ def test_kill_follower_writes_continue(scenario: ScenarioRun, cluster: Cluster, 
     lb = api.series["lb"]
     run.verdict(lb_outage_verdict(lb, run.budgets.api_unavailability_via_lb_s))
     verify_after(run, etcd, probe)
-    run.finish()
 
 
 @pytest.mark.slo("etcd-leader-kill")
 def test_kill_leader_new_leader_within_budget(scenario: ScenarioRun, cluster: Cluster, etcd: EtcdClient) -> None:
+    """Losing the etcd leader costs one election, no more.
+
+    Hypothesis: the surviving members elect a new leader within two election timeouts and
+    writes resume on it; nothing acknowledged before the kill is lost.
+
+    Fault: SIGKILL of etcd on the leader, held until a new leader is seen plus the "writes on the
+    new leader" window.
+
+    Measured: who leads after the kill; the time from the kill to the first acknowledged write of
+    a probe writing to the survivors every 0.05s; the raft term before and after; after recovery,
+    key-space hashes and every acknowledged write on each member; what clients through the LB saw.
+
+    SLO: a new leader is elected; first write within the etcd re-election budget; the raft term
+    advances; members agree; no acknowledged write lost; steady state after; clients within the
+    etcd-leader-kill budget.
+    """
     run = scenario
     run.steady_state_before()
     leader = current_leader(etcd)
@@ -127,23 +151,13 @@ def test_kill_leader_new_leader_within_budget(scenario: ScenarioRun, cluster: Cl
     survivors = endpoints(cluster, {leader})
     prefix = f"kubequake/probe/{uuid.uuid4().hex[:8]}"
     with WriteProbe(etcd, survivors, prefix, interval_s=0.05, timeout_s=0.5) as probe:
-        time.sleep(1.0)
-        with run.phase("inject"):
-            rec = run.inject(KillComponent(cluster, leader, Component.ETCD))
-        with run.phase("observe"):
+        run.wait(windows.SETTLE)
+        with run.fault(KillComponent(cluster, leader, Component.ETCD)) as killed:
             survivors_client = EtcdClient(survivors, etcd.tls, timeout=1.0)
-            wait_until(
-                "a new etcd leader",
-                lambda: (survivors_client.leader() not in (None, leader), ""),
-                timeout=run.budgets.etcd_recovery_s,
-                interval=0.05,
-            )
+            run.wait_for(windows.NEW_ETCD_LEADER, lambda: (survivors_client.leader() not in (None, leader), ""))
             new_leader = survivors_client.leader()
-            time.sleep(2.0)
-        resumed = probe.first_success_after(rec.applied_at or 0)
-        with run.phase("heal"):
-            run.heal(rec)
-    assert rec.applied_at is not None
+            run.wait(windows.NEW_LEADER_WRITES)
+            resumed = probe.first_success_after(killed.applied_at)
     run.measure("leader", {"before": leader, "after": new_leader, "term_before": term_before})
     run.verdict(
         check("new leader elected", new_leader not in (None, leader), f"leader moved from {leader} to {new_leader}")
@@ -151,7 +165,7 @@ def test_kill_leader_new_leader_within_budget(scenario: ScenarioRun, cluster: Cl
     run.verdict(
         within(
             "etcd re-election",
-            None if resumed is None else resumed - rec.applied_at,
+            None if resumed is None else resumed - killed.applied_at,
             run.budgets.etcd_reelection_s,
             what="first acknowledged write after killing the leader",
         )
@@ -159,12 +173,30 @@ def test_kill_leader_new_leader_within_budget(scenario: ScenarioRun, cluster: Cl
     verify_after(run, etcd, probe)
     term_after = max(s.raft_term for s in etcd.statuses() if s.reachable)
     run.verdict(check("raft term advanced", term_after > term_before, f"term {term_before} -> {term_after}"))
-    run.finish()
 
 
 @pytest.mark.slo("etcd-member-loss", only=["p99_after_heal", "time_to_steady_throughput"])
 @pytest.mark.quorum_loss
 def test_lose_quorum_writes_fail_then_recover(scenario: ScenarioRun, cluster: Cluster, etcd: EtcdClient) -> None:
+    """Losing the majority stops writes cleanly, and quorum returns with nothing lost.
+
+    Hypothesis: without quorum etcd refuses every write (accepting one would be split brain), the
+    API answers a write with an error by the client's deadline instead of hanging, and once the
+    members return quorum is regained with every acknowledged write intact.
+
+    Fault: SIGKILL of etcd on the smallest set of members whose loss breaks quorum, held for the
+    "quorum lost" settle and hold windows around one API write.
+
+    Measured: probe writes acknowledged and refused while quorum is gone; the answer to a
+    ConfigMap create through the surviving member's apiserver and how long it took; the time from
+    the start of the heal to the first acknowledged write; after recovery, key-space hashes and
+    every acknowledged write on each member; clients' p99 and time to steady throughput after heal.
+
+    SLO: no write acknowledged without quorum; the API write fails, answered within the client's
+    10s deadline plus margin; quorum regained within the etcd recovery budget (60s); members
+    agree; no acknowledged write lost; steady state after; clients after heal within the
+    etcd-member-loss budget.
+    """
     run = scenario
     run.steady_state_before()
     names = [n.name for n in cluster.control_planes()]
@@ -176,23 +208,15 @@ def test_lose_quorum_writes_fail_then_recover(scenario: ScenarioRun, cluster: Cl
         AvailabilitySampler({"lb": cluster.lb_url()}, cluster.admin_tls()) as api,
     ):
         report.observe(api)
-        time.sleep(1.0)
-        with run.phase("inject"):
-            recs = [
-                run.inject(KillComponent(cluster, v, Component.ETCD), baseline=api if i == 0 else None)
-                for i, v in enumerate(victims)
-            ]
-        with run.phase("observe"):
-            time.sleep(2.0)
+        run.wait(windows.SETTLE)
+        with run.fault(*(KillComponent(cluster, v, Component.ETCD) for v in victims), baseline=api) as lost:
+            run.wait(windows.QUORUM_LOST_SETTLE)
             write_err, write_took = api_write_without_quorum(cluster, keeper)
-            time.sleep(2.0)
-            lost_from = recs[-1].applied_at or 0.0
+            run.wait(windows.QUORUM_LOST_HOLD)
             # A write still in flight when healing starts may be acknowledged once quorum is back.
             observe_end = time.time() - probe.timeout_s
-        with run.phase("heal") as heal_phase:
-            for r in reversed(recs):
-                run.heal(r)
-        time.sleep(2.0)
+        run.wait(windows.RECOVERY_AFTER_HEAL)
+    lost_from = lost.applied_at
     # Writes must fail while quorum is gone (an etcd that accepts them would be split-brained).
     ok_during = probe.successes(lost_from + 1.0, observe_end)
     run.verdict(
@@ -218,17 +242,16 @@ def test_lose_quorum_writes_fail_then_recover(scenario: ScenarioRun, cluster: Cl
             what="the API's answer (an error) to a write without quorum",
         )
     )
-    back = probe.first_success_after(heal_phase.started)
+    back = probe.first_success_after(lost.heal_started)
     run.verdict(
         within(
             "quorum regained",
-            None if back is None else back - heal_phase.started,
+            None if back is None else back - lost.heal_started,
             run.budgets.etcd_recovery_s,
             what="first acknowledged write after the members' restart began",
         )
     )
     verify_after(run, etcd, probe)
-    run.finish()
 
 
 @pytest.mark.parametrize(
@@ -236,10 +259,22 @@ def test_lose_quorum_writes_fail_then_recover(scenario: ScenarioRun, cluster: Cl
 )
 @pytest.mark.slo("etcd-member-loss")
 def test_tolerates_losing_a_minority(scenario: ScenarioRun, size: str) -> None:
-    """A cluster of n members must keep accepting writes with floor(n/2) of them down.
+    """A cluster of n etcd members keeps accepting writes with floor(n/2) of them down.
 
-    That holds for odd n only: 4 members need 3 for quorum and so survive one loss, like 3 do. The
-    membership is read from etcd itself, so a misconfigured cluster is judged by what it is.
+    Hypothesis: that holds for odd n only: 4 members need 3 for quorum and so survive one loss,
+    like 3 do. The membership is read from etcd itself, so a misconfigured cluster is judged by
+    what it is. Run on the session's cluster and on a 5-member variant.
+
+    Fault: SIGKILL of etcd on as many non-leader members as the quorum can spare (at most
+    floor(n/2)), all held for the "observe with members down" window.
+
+    Measured: the membership and its quorum; the longest pause between acknowledged writes of a
+    probe writing to the surviving members; after recovery, key-space hashes and every
+    acknowledged write on each member; what clients through the LB saw.
+
+    SLO: n - floor(n/2) members still make a quorum; write gap within the etcd re-election
+    budget; members agree; no acknowledged write lost; steady state after; clients within the
+    etcd-member-loss budget.
     """
     run = scenario
     cluster = run.cluster
@@ -267,24 +302,17 @@ def test_tolerates_losing_a_minority(scenario: ScenarioRun, size: str) -> None:
     victims = [m for m in members if m != leader][: min(wanted, n - quorum)]
     prefix = f"kubequake/probe/{uuid.uuid4().hex[:8]}"
     with WriteProbe(etcd, endpoints(cluster, set(victims)), prefix) as probe:
-        time.sleep(1.0)
-        with run.phase("inject"):
-            recs = [run.inject(KillComponent(cluster, v, Component.ETCD)) for v in victims]
-        with run.phase("observe"):
-            time.sleep(OBSERVE_S)
-        with run.phase("heal"):
-            for r in reversed(recs):
-                run.heal(r)
-        time.sleep(1.0)
-    if recs:
-        start, end = recs[-1].applied_at or 0.0, recs[-1].healed_at or time.time()
+        run.wait(windows.SETTLE)
+        with run.fault(*(KillComponent(cluster, v, Component.ETCD) for v in victims)) as down:
+            run.wait(windows.MEMBERS_DOWN)
+        run.wait(windows.AFTER_HEAL)
+    if victims:
         run.verdict(
             within(
                 f"writes continue with {len(victims)} of {n} down",
-                probe.longest_gap_s(start, end),
+                probe.longest_gap_s(down.applied_at, down.healed_at),
                 run.budgets.etcd_reelection_s,
                 what="longest pause between acknowledged writes",
             )
         )
     verify_after(run, etcd, probe)
-    run.finish()

@@ -1,5 +1,5 @@
 """Rollout, history and undo, the seed talk's kubectl workflow; then the same with the control plane
-under fire: an apiserver and the controller-manager leader killed mid-rollout."""
+under fire: an apiserver and the controller-manager leader killed mid-way."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 import pytest
 from kubernetes import client
 
+from harness import windows
 from harness.checks.budgets import check, within
-from harness.checks.http import wait_until
 from harness.checks.rollout import DeploymentWorkflow, Kubectl
 from harness.faults.catalog import KillComponent
 from harness.providers.base import Cluster, Component
@@ -28,6 +28,22 @@ def revisions_summary(wf: DeploymentWorkflow) -> list[tuple[int, str]]:
 def test_rollout_history_and_undo(
     scenario: ScenarioRun, kubectl: Kubectl, kube: client.ApiClient, scratch_namespace: str
 ) -> None:
+    """kubectl's rollout workflow does what it says, checked against the API.
+
+    Hypothesis: create, set image twice, rollout status, rollout history, undo and
+    undo --to-revision on a healthy cluster each complete, and what kubectl reports (revisions,
+    images) agrees with the Deployment and its ReplicaSets as the API holds them.
+
+    Fault: none; this is the baseline the failover variant below is compared with.
+
+    Measured: the time each rollout takes to complete (kubectl rollout status); the revisions
+    kubectl lists and the ReplicaSets' revisions and images; the image and revision after each
+    undo; replica readiness.
+
+    SLO: each rollout within the rollout completion budget (90s); history lists revisions 1-3 and
+    agrees with the API; undo returns to the previous image, undo --to-revision=1 to the first;
+    all replicas updated and ready; the revision advances to 5 after two undos.
+    """
     run = scenario
     run.steady_state_before()
     wf = DeploymentWorkflow(kubectl, kube, scratch_namespace)
@@ -92,7 +108,6 @@ def test_rollout_history_and_undo(
                 f"deployment revision {wf.api_revision()} after two undos (expected 5)",
             )
         )
-    run.finish()
 
 
 @pytest.mark.slo("apiserver-kill")
@@ -101,6 +116,24 @@ def test_rollout_history_and_undo(
 def test_rollout_survives_apiserver_and_controller_leader_kill(
     scenario: ScenarioRun, cluster: Cluster, kubectl: Kubectl, kube: client.ApiClient, scratch_namespace: str
 ) -> None:
+    """A rollout under way survives losing an apiserver and the controller-manager leader.
+
+    Hypothesis: a standby kube-controller-manager takes the lease and finishes the rollout the
+    killed leader started, the API stays reachable through the other apiservers, and the
+    Deployment's history stays intact.
+
+    Fault: right after `set image` to v1.1 on 6 replicas, SIGKILL of kube-apiserver on a node other
+    than the controller-manager leader's, and of the leader kube-controller-manager; held until
+    the rollout completes (or its deadline passes).
+
+    Measured: the time from the kills until every replica is updated and ready (read from the
+    API); kubectl rollout status after recovery; the image; the revisions kubectl lists and the
+    ReplicaSets' revisions and images; what clients through the LB saw.
+
+    SLO: rollout completion within the lease handover budget plus the rollout completion budget;
+    kubectl rollout status within the rollout budget after recovery; image v1.1; revision history
+    1-2 intact in kubectl and the API; steady state after; clients within the apiserver-kill budget.
+    """
     run = scenario
     run.steady_state_before()
     wf = DeploymentWorkflow(kubectl, kube, scratch_namespace)
@@ -110,29 +143,29 @@ def test_rollout_survives_apiserver_and_controller_leader_kill(
     leader = lease_leaders(cluster)["kube-controller-manager"]
     assert leader and "," not in leader, "no single kube-controller-manager leader"
     other = next(n.name for n in cluster.control_planes() if n.name != leader)
-    with run.phase("set image v1.1 and break the control plane mid-rollout"):
+    deadline = windows.ROLLOUT_UNDER_FAILOVER.timeout(run.budgets)
+    with run.phase("set image v1.1"):
         wf.set_image(IMAGES[1])
-        started = time.time()
-        run.inject(KillComponent(cluster, other, Component.APISERVER))
-        run.inject(KillComponent(cluster, leader, Component.CONTROLLER_MANAGER))
-    with run.phase("observe: the rollout completes without the killed leader"):
-        try:
-            wait_until(
-                "rollout completes",
-                wf.api_ready,
-                timeout=run.budgets.lease_handover_s + run.budgets.rollout_completion_s,
-                interval=0.5,
-            )
-            completed: float | None = time.time() - started
-        except Exception:
-            completed = None
-    with run.phase("heal"):
-        run.heal()
+    started = time.time()
+    with run.fault(
+        KillComponent(cluster, other, Component.APISERVER),
+        KillComponent(cluster, leader, Component.CONTROLLER_MANAGER),
+        observe="observe: the rollout completes without the killed leader",
+    ):
+        waited = run.wait_for(
+            windows.ROLLOUT_UNDER_FAILOVER,
+            wf.api_ready,
+            what="rollout completes",
+            # The LB may still route a read to the killed apiserver's slot, or the survivor may
+            # answer 5xx while it takes over: the API saying "not yet".
+            retry_on=(client.ApiException,),
+        )
+        completed = None if waited is None else time.time() - started
     run.verdict(
         within(
             "rollout completion under failover",
             completed,
-            run.budgets.lease_handover_s + run.budgets.rollout_completion_s,
+            deadline,
             what="rollout to v1.1 with an apiserver and the controller-manager leader killed",
         )
     )
@@ -149,4 +182,3 @@ def test_rollout_survives_apiserver_and_controller_leader_kill(
             )
         )
     run.steady_state_after()
-    run.finish()

@@ -19,7 +19,7 @@ import requests
 
 from harness.checks.budgets import Verdict, within
 from harness.errors import HarnessError
-from harness.providers.base import TLSClient
+from harness.net.tls import TLSClient
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import requests
 
-from harness.checks.http import loopback_session
-from harness.providers.base import TLSClient
+from harness.net.http import loopback_session
+from harness.net.tls import TLSClient
 
 log = logging.getLogger(__name__)
 

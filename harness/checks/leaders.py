@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import requests
 from kubernetes import client
 
-from harness.checks.http import loopback_session
-from harness.providers.base import TLSClient
+from harness.net.http import loopback_session
+from harness.net.tls import TLSClient
 
 LEASED_COMPONENTS = ("kube-controller-manager", "kube-scheduler")
 _MASTER = re.compile(r'^leader_election_master_status\{[^}]*name="([^"]+)"[^}]*\}\s+([0-9.e+-]+)', re.MULTILINE)

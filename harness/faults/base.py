@@ -29,8 +29,15 @@ class Fault(Protocol):
     def describe(self) -> str: ...
     def params(self) -> dict[str, Any]: ...
     def impaired_etcd_members(self) -> set[str]: ...
+    # Raises UnsupportedCapability (harness.providers.base) when the cluster cannot take this
+    # fault; called before anything is journaled or applied.
+    def check_supported(self) -> None: ...
     def apply(self) -> None: ...
     def heal(self) -> None: ...
+    # "" once the fault is seen in effect (process gone, rules matching packets, address silent)
+    # or gone again, within `timeout`; otherwise what was not seen.
+    def confirm_applied(self, timeout: float) -> str: ...
+    def confirm_healed(self, timeout: float) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,9 @@ class FaultInjector:
     radius: BlastRadius
     scenario: str = ""
     heal_timeout_s: float = 120.0
+    # How long a fault may take to show (a SIGKILLed process to be reaped, a rule to match a
+    # packet) before it counts as not confirmed.
+    confirm_timeout_s: float = 5.0
     _active: list[_Active] = field(default_factory=list)
 
     def __enter__(self) -> FaultInjector:
@@ -80,6 +90,7 @@ class FaultInjector:
         return out
 
     def _guard(self, fault: Fault) -> None:
+        fault.check_supported()
         live = [a for a in self._active if not a.healed]
         if len(live) >= self.radius.max_active_faults:
             raise BlastRadiusError(
@@ -114,6 +125,12 @@ class FaultInjector:
             raise
         rec.status = "applied"
         self.journal.write(rec)
+        missing = fault.confirm_applied(self.confirm_timeout_s)
+        rec.confirmed_applied = not missing
+        rec.confirmation = f"not seen applied: {missing}" if missing else "seen applied"
+        self.journal.write(rec)
+        if missing:
+            log.warning("fault not confirmed applied: %s: %s", rec.description, missing)
         return rec
 
     def heal(self, rec: FaultRecord) -> None:
@@ -144,6 +161,11 @@ class FaultInjector:
         a.record.healed_at = time.time()
         if a.record.status != "apply_failed":
             a.record.status = "healed"
+            missing = a.fault.confirm_healed(self.confirm_timeout_s)
+            a.record.confirmed_healed = not missing
+            a.record.confirmation += f"; not seen healed: {missing}" if missing else "; seen healed"
+            if missing:
+                log.warning("fault not confirmed healed: %s: %s", a.record.description, missing)
         self.journal.write(a.record)
 
     def heal_all(self) -> None:

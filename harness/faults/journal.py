@@ -31,6 +31,11 @@ class FaultRecord:
     status: str = "pending"  # pending -> applied -> healed | heal_failed | apply_failed
     error: str = ""
     scenario: str = ""
+    # Whether the fault was seen in effect after apply, and gone after heal (None: not checked),
+    # with what was (not) seen: a verdict on a fault nobody saw applied is inconclusive.
+    confirmed_applied: bool | None = None
+    confirmed_healed: bool | None = None
+    confirmation: str = ""
 
     @property
     def window(self) -> tuple[float, float | None]:

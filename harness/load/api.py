@@ -1,8 +1,7 @@
-"""A small typed HTTPS client for the Kubernetes API: preflight, the traffic namespace, ledger reads.
+"""What traffic asks of the Kubernetes API: preflight, the traffic namespace, ledger reads.
 
-Plain `requests` with the cluster CA and a client certificate, a timeout on every call and no
-retries, so it behaves the same in the pytest process and inside a gevent-patched Locust
-process (which uses it to set up the namespace when run standalone).
+Built on harness.net.api's client, so it behaves the same in the pytest process and inside a
+gevent-patched Locust process (which uses it to set up the namespace when run standalone).
 """
 
 from __future__ import annotations
@@ -15,7 +14,8 @@ from typing import Any
 import requests
 
 from harness.load.errors import LoadError
-from harness.providers.base import TLSClient
+from harness.net.api import ApiHttp, ApiResponse
+from harness.net.tls import TLSClient
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +28,6 @@ MAX_LIST_PAGES = 1000
 
 
 @dataclass(frozen=True)
-class ApiResponse:
-    status: int
-    body: dict[str, Any]
-    text: str
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-
-@dataclass(frozen=True)
 class StoredObject:
     """A ConfigMap as read back: the ledger's content key and its resourceVersion."""
 
@@ -47,49 +36,8 @@ class StoredObject:
     resource_version: str
 
 
-class ApiHttp:
-    """HTTPS to one API endpoint with one client identity; TLS always verified."""
-
-    def __init__(self, url: str, tls: TLSClient, timeout: float = 10.0, connect_timeout: float = 3.0) -> None:
-        self.url = url.rstrip("/")
-        self.tls = tls
-        self.timeout = (connect_timeout, timeout)
-        self._session = requests.Session()
-        # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE would otherwise replace the cluster CA, and proxy
-        # variables could route the API's loopback address through a proxy.
-        self._session.trust_env = False
-        self._verify = str(tls.ca)
-        self._cert = (str(tls.cert), str(tls.key))
-        # Never retry silently: a retried request hides the failure a chaos run is measuring.
-        self._session.mount("https://", requests.adapters.HTTPAdapter(max_retries=0))
-
-    def close(self) -> None:
-        self._session.close()
-
-    def __enter__(self) -> ApiHttp:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def request(
-        self, method: str, path: str, body: dict[str, Any] | None = None, params: dict[str, str] | None = None
-    ) -> ApiResponse:
-        resp = self._session.request(
-            method,
-            f"{self.url}{path}",
-            json=body,
-            params=params,
-            timeout=self.timeout,
-            headers={"Accept": "application/json"},
-            verify=self._verify,
-            cert=self._cert,
-        )
-        try:
-            parsed = resp.json() if resp.content else {}
-        except ValueError:
-            parsed = {}
-        return ApiResponse(resp.status_code, parsed if isinstance(parsed, dict) else {}, resp.text[:2000])
+class TrafficApi(ApiHttp):
+    """The API client with what traffic needs: its namespace, seed objects and the ledger's reads."""
 
     # -- the traffic namespace ----------------------------------------------------------------
     def ensure_namespace(self, namespace: str, run_tag: str) -> None:
@@ -187,7 +135,7 @@ def preflight(url: str, tls: TLSClient, namespace: str, timeout: float = 5.0) ->
             raise LoadError(f"traffic {what} {path} does not exist; is the cluster's PKI there (kubequake status)?")
     if not url.startswith("https://"):
         raise LoadError(f"traffic target {url!r} must be an https:// URL: traffic is TLS-verified, never plain")
-    with ApiHttp(url, tls, timeout=timeout, connect_timeout=min(timeout, 3.0)) as api:
+    with TrafficApi(url, tls, timeout=timeout, connect_timeout=min(timeout, 3.0)) as api:
         try:
             r = api.request("GET", f"/api/v1/namespaces/{namespace}")
         except requests.exceptions.SSLError as exc:

@@ -35,10 +35,10 @@ from typing import Any, Protocol
 
 from kubernetes import client as k8s
 
-from harness.load.api import CONTENT_KEY, ApiHttp, StoredObject
+from harness.load.api import CONTENT_KEY, StoredObject, TrafficApi
 from harness.load.errors import LedgerError
 from harness.load.records import WriteOp, WritePhase, WriteRecord, read_dir
-from harness.providers.base import TLSClient
+from harness.net.tls import TLSClient
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ class Ledger:
             return self.verify_with(api)
         if url is None or tls is None:
             raise LedgerError("Ledger.verify needs an ApiClient, an ObjectReader, or both url= and tls=")
-        with ApiHttp(url, tls, timeout=timeout) as http:
+        with TrafficApi(url, tls, timeout=timeout) as http:
             return self.verify_with(http)
 
     def verify_with(self, reader: ObjectReader) -> LedgerVerdict:

@@ -39,12 +39,12 @@ except ImportError:  # pragma: no cover - a checkout used without `pip install -
     # Locust imports this file by path; make the checkout's harness package importable.
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from harness.load.api import ApiHttp
+from harness.load.api import TrafficApi
 from harness.load.errors import LoadError
 from harness.load.records import RequestRecord, WorkerReport, classify, describe, process_tag
 from harness.load.settings import TrafficSettings
 from harness.load.users import RECORDER, LoadOptions, ReaderUser, WatchUser, WriterUser
-from harness.providers.base import TLSClient
+from harness.net.tls import TLSClient
 
 __all__ = ["ReaderUser", "WatchUser", "WriterUser"]
 
@@ -122,7 +122,7 @@ def on_test_start(environment: Environment, **_: Any) -> None:
         return
     if not getattr(environment.parsed_options, "kq_skip_setup", False):
         try:
-            with ApiHttp(
+            with TrafficApi(
                 str(environment.host),
                 TLSClient(opts.ca, opts.cert, opts.key),
                 timeout=opts.request_timeout_s,

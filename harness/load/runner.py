@@ -42,7 +42,7 @@ from pathlib import Path
 
 from harness.load.errors import LoadError
 from harness.load.settings import TrafficSettings
-from harness.providers.base import TLSClient
+from harness.net.tls import TLSClient
 from harness.spawn import die_with_parent, popen_surviving_thread
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from harness.load.api import ApiHttp, preflight
+from harness.load.api import TrafficApi, preflight
 from harness.load.errors import LoadError
 from harness.load.ledger import Ledger
 from harness.load.records import RecordSet, read_dir
@@ -37,7 +37,7 @@ from harness.load.settings import TrafficSettings
 from harness.load.slo import SloBudget, SloReport, evaluate
 from harness.load.timeline import Timeline, WindowLike
 from harness.load.watches import WatchSummary, summarize
-from harness.providers.base import TLSClient
+from harness.net.tls import TLSClient
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,9 @@ class Traffic:
         run_tag = uuid.uuid4().hex[:8]
         namespace = settings.namespace or f"kq-load-{run_tag}"
         preflight(url, tls, namespace, timeout=min(settings.request_timeout_s, 10.0))
-        with ApiHttp(url, tls, timeout=settings.request_timeout_s, connect_timeout=settings.connect_timeout_s) as api:
+        with TrafficApi(
+            url, tls, timeout=settings.request_timeout_s, connect_timeout=settings.connect_timeout_s
+        ) as api:
             api.ensure_namespace(namespace, run_tag)
             api.ensure_seed(namespace, run_tag)
         owned = records_dir is None
@@ -162,7 +164,7 @@ class Traffic:
             return
         self.stop()
         try:
-            with ApiHttp(self.url, self.tls, timeout=self.settings.request_timeout_s) as api:
+            with TrafficApi(self.url, self.tls, timeout=self.settings.request_timeout_s) as api:
                 api.delete_namespace(self.namespace)
         finally:
             self._remove_records_dir()

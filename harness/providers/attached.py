@@ -26,7 +26,8 @@ import yaml
 from harness import binaries as binmod
 from harness.config import ClusterConfig
 from harness.errors import ClusterError, ConfigError, TransportError
-from harness.providers.base import Component, Role, TLSClient
+from harness.net.tls import TLSClient
+from harness.providers.base import Capability, Cluster, Component, Role, UnsupportedCapability
 from harness.providers.remote import RemoteNode
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,7 @@ class AttachedCluster:
     `run_dir` and `access`.
     """
 
+    name: str
     cfg: ClusterConfig
     run_dir: Path
     access: Access
@@ -220,6 +222,37 @@ class AttachedCluster:
 
     def kubeconfig_context(self) -> str:
         return ""
+
+    # -- capabilities ------------------------------------------------------------------------
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """Faults reach the machines over SSH; power only where every control plane has a power control.
+
+        Logs, certificate files and component versions stay on the machines, and kubequake never
+        makes (or rebuilds) a cluster it was only given.
+        """
+        caps = {Capability.PARTITION, Capability.FREEZE, Capability.WORKER_READINESS}
+        cps = self.control_planes()
+        if cps and all(n.has_power_control for n in cps):
+            caps.add(Capability.POWER_OFF)
+        return frozenset(caps)
+
+    def worker_names(self) -> list[str]:
+        return [n.name for n in self.nodes() if n.role is Role.WORKERS]
+
+    def log_path(self, node: str, component: Component) -> Path:
+        raise UnsupportedCapability(self.name, Capability.COMPONENT_LOGS, f"{node}/{component} logs stay on the node")
+
+    def component_versions(self) -> dict[str, str]:
+        raise UnsupportedCapability(self.name, Capability.COMPONENT_VERSIONS)
+
+    def variant(self, settings: Mapping[str, object], index: int) -> Cluster:
+        raise UnsupportedCapability(
+            self.name, Capability.VARIANT_CLUSTERS, f"a cluster with {dict(settings)} is not made here"
+        )
+
+    def certificate_files(self) -> dict[str, list[Path]]:
+        raise UnsupportedCapability(self.name, Capability.CERTIFICATE_FILES, "the files live on the machines")
 
     # -- nodes -------------------------------------------------------------------------------
     def control_planes(self) -> list[RemoteNode]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from harness import config as kqconfig
+from harness import slo as slomod
 from harness.errors import ClusterError, ConfigError, FaultError, HarnessError, TransportError
 from harness.providers.attached import Access, AttachedCluster, Credentials, EtcdAccess
 from harness.providers.base import Cluster, Component, Node, Role
@@ -84,8 +85,10 @@ class Inventory:
     connect_deadline_s: float = 30.0
     source: str = ""
     access: Access = field(default_factory=Access)
-    # kubequake.toml settings the budgets are derived from (lease durations, LB checks...).
+    # kubequake.toml settings the configuration predicts timings from (lease durations, LB checks...).
     settings: Mapping[str, Any] = field(default_factory=dict)
+    # The owners' SLOs for this cluster ([slo], as in kubequake.toml): checked on load.
+    slo: Mapping[str, Any] = field(default_factory=dict)
 
     def node(self, name: str) -> InventoryNode:
         for n in self.nodes:
@@ -295,6 +298,7 @@ def parse_inventory(data: Mapping[str, Any], source: str = "<memory>", base: Pat
         source=source,
         access=_access(top, base),
         settings=_settings(top),
+        slo=_slo(top, source),
     )
     existing_config(inv)  # the settings must make a valid configuration, checked before any use
     return inv
@@ -357,6 +361,12 @@ def _settings(top: _Table) -> dict[str, Any]:
                 "load_balancer and apiserver sections",
             )
     return flat
+
+
+def _slo(top: _Table, source: str) -> dict[str, Any]:
+    data = dict(top.table("slo").data)
+    slomod.load(Path("/dev/null"), inventory=data, inventory_source=f"inventory {source}")
+    return data
 
 
 # -- what the API says ------------------------------------------------------------------------
@@ -665,7 +675,11 @@ class ExistingCluster(AttachedCluster):
 
     # -- lifecycle -------------------------------------------------------------------------------
     def create(self, timeout: float = 180.0) -> None:
-        """Attach: the API must answer and the inventory must describe it. Nothing is changed."""
+        """kubequake brings no existing cluster up: creating one is attaching to it."""
+        self.attach(timeout)
+
+    def attach(self, timeout: float = 60.0) -> None:
+        """The API must answer and the inventory must describe it. Nothing is changed."""
         problems = self.verify(refresh=True)
         if problems:
             raise ClusterError(
@@ -680,7 +694,7 @@ class ExistingCluster(AttachedCluster):
         """Credentials read from a control plane must reach the cluster the kubeconfig was checked against."""
         from kubernetes import client
 
-        from harness.kube import api_client
+        from harness.net.kube import api_client
 
         want = self.view.kube_system_uid()
         try:
@@ -705,11 +719,15 @@ class ExistingCluster(AttachedCluster):
                 "to different clusters; fix the inventory"
             )
 
-    def destroy(self) -> None:
-        """Disconnect and drop the credential copies. An existing cluster is never torn down by kubequake."""
+    def detach(self) -> None:
+        """Disconnect and drop the credential copies; the cluster runs on as it did."""
         for node in self._nodes.values():
             node.transport.close()
         self.forget_credentials()
+
+    def destroy(self) -> None:
+        """An existing cluster is never torn down by kubequake: destroying it only detaches."""
+        self.detach()
 
 
 if TYPE_CHECKING:

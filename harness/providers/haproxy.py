@@ -13,10 +13,12 @@ the unsafe ones, because reproducing a misconfigured load balancer is part of th
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import ipaddress
 import re
 import socket
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -357,3 +359,13 @@ def stats_over_socket(socket_path: Path, timeout: float = 2.0) -> str:
             "check that HAProxy is running and owns this socket"
         ) from None
     return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def haproxy_version() -> str:
+    """The version `haproxy -v` reports on this machine, or "unknown"."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["haproxy", "-v"], capture_output=True, text=True, timeout=5, check=False).stdout
+        m = re.search(r"version (\S+)", out)
+        if m:
+            return m.group(1)
+    return "unknown"

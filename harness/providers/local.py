@@ -19,7 +19,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,24 +27,28 @@ from typing import TYPE_CHECKING
 import requests
 
 from harness import binaries as binmod
+from harness import config
 from harness import pki as pkimod
-from harness.checks.http import loopback_session, probe, wait_until
 from harness.config import ClusterConfig
 from harness.errors import (
     ClusterError,
+    ClusterNotRunningError,
     ClusterRunningError,
     FaultError,
     HarnessError,
     PortInUseError,
     TimeoutExpired,
 )
-from harness.faults.netfilter import Netfilter, drop_between, drop_to
-from harness.providers.base import CONTROL_PLANE_COMPONENTS, Component, Role, TLSClient
+from harness.net.http import loopback_session, probe
+from harness.net.tls import TLSClient
+from harness.net.wait import wait_until
+from harness.providers.base import CONTROL_PLANE_COMPONENTS, Capability, Component, ProcessInfo, Role
 from harness.providers.cgroups import node_cgroup, remove_cluster_cgroups
-from harness.providers.haproxy import Backend, render_haproxy_config, stats_over_socket
-from harness.providers.process import ComponentState, ProcessSpec, Supervisor, sweep
+from harness.providers.haproxy import Backend, haproxy_version, render_haproxy_config, stats_over_socket
+from harness.providers.netfilter import Netfilter, drop_between, drop_to, partition_rule_of
+from harness.providers.process import ComponentState, ProcessSpec, Supervisor, proc_state_letter, sweep
 from harness.providers.watchdog import Watchdog, hold, release
-from harness.providers.workers import KWOK_ANNOTATION, ensure_workers, wait_workers_ready
+from harness.providers.workers import KWOK_ANNOTATION, ensure_workers, wait_workers_ready, worker_names
 from harness.transport.base import CommandResult
 from harness.transport.local import LocalTransport
 
@@ -195,7 +199,10 @@ class LocalNode:
                 )
             time.sleep(0.005)
 
-    def power_off(self, blackhole: bool = False) -> None:
+    def process(self, component: Component) -> ProcessInfo:
+        return ProcessInfo(str(self.state(component)), self.pid(component))
+
+    def power_off(self, blackhole: bool = True) -> None:
         """All of the node's processes die at once, as on a pulled plug; data stays on disk.
 
         With `blackhole`, the node's address also goes silent (DROP, not REJECT): killing the
@@ -247,6 +254,12 @@ class LocalNode:
         for rule in self._partition_rules(peers, one_way):
             nf.add(rule)
 
+    def partition_drops(self) -> int | None:
+        counted = [
+            n for rule, n in Netfilter(self.cluster.cfg.name).counted_rules() if partition_rule_of(rule, self.address)
+        ]
+        return sum(counted) if counted else None
+
     def heal_partition(self, peers: Sequence[str] | None = None) -> None:
         """Remove the rules for `peers` (both directions), or for every other node when None."""
         if peers is None:
@@ -256,10 +269,22 @@ class LocalNode:
             nf.delete(rule)
 
 
+def detached_watchdog_pid(run_dir: Path) -> int | None:
+    """The pid of the watchdog process `kubequake up` left for this cluster, if it still runs."""
+    try:
+        pid = int((run_dir / "watchdog.pid").read_text())
+        alive = proc_state_letter(pid) not in (None, "Z", "X")
+        return pid if alive and "watchdog" in Path(f"/proc/{pid}/cmdline").read_text() else None
+    except (OSError, ValueError):
+        return None
+
+
 class LocalCluster:
     """A local HA cluster: create (idempotent), destroy (safe twice), status, nodes, kubeconfig."""
 
     name = "local"
+    # Everything: kubequake runs every process of this cluster itself.
+    capabilities = frozenset(Capability)
 
     def __init__(self, cfg: ClusterConfig, bins: binmod.BinarySet | None = None, *, detached: bool = False) -> None:
         self.cfg = cfg
@@ -319,6 +344,41 @@ class LocalCluster:
         return self.run_dir / node / "logs" / f"{component}.log"
 
     # -- topology ----------------------------------------------------------------------------
+    def worker_names(self) -> list[str]:
+        return worker_names(self.cfg.workers)
+
+    def component_versions(self) -> dict[str, str]:
+        versions = dict(self.bins.versions)
+        return {
+            "kubernetes": versions.get("kubernetes", ""),
+            "etcd": versions.get("etcd", ""),
+            "kwok": versions.get("kwok", ""),
+            "haproxy": haproxy_version(),
+        }
+
+    def variant(self, settings: Mapping[str, object], index: int) -> LocalCluster:
+        values = {k: v for k, v in config.flatten(self.cfg.to_dict()).items() if k in config.known_keys()}
+        values.update(settings)
+        values["name"] = f"{self.cfg.name}-v{index}"
+        # Variants sit 100 blocks above their base so neither ever shares an address.
+        values["address_block"] = (self.cfg.address_block + 100 + index) % 256
+        return LocalCluster(config.build(values), self._bins)
+
+    def certificate_files(self) -> dict[str, list[Path]]:
+        p, cps = self.pki, self.control_planes()
+        return {
+            "kube-apiserver serving": [p.apiserver[n.name].cert for n in cps],
+            "etcd server": [p.etcd_server[n.name].cert for n in cps],
+            "etcd peer": [p.etcd_peer[n.name].cert for n in cps],
+            "front-proxy client": [p.front_proxy_client.cert],
+            "apiserver etcd client": [p.etcd_client.cert],
+            "apiserver kubelet client": [p.apiserver_kubelet_client.cert],
+            "admin client": [p.admin.cert],
+            "kube-controller-manager client": [p.controller_manager.cert],
+            "kube-scheduler client": [p.scheduler.cert],
+            "certificate authorities": [p.ca.cert, p.etcd_ca.cert, p.front_proxy_ca.cert],
+        }
+
     def nodes(self) -> list[LocalNode]:
         return list(self._nodes.values())
 
@@ -561,7 +621,7 @@ class LocalCluster:
         self, node: LocalNode, component: Component, timeout: float, cancelled: threading.Event | None = None
     ) -> float:
         """Wait until the component answers its health check; fail at once if it exits or the wait is cancelled."""
-        # wait_until retries on exceptions, so a fatal state ends the wait as "done" and is raised afterwards.
+        # A fatal state ends the wait as "done" and is raised afterwards, with the component's log tail.
         fatal: list[str] = []
 
         def check() -> tuple[bool, str]:
@@ -659,6 +719,39 @@ class LocalCluster:
             self.watchdog = Watchdog(self)
         self.watchdog.start()
 
+    def attach(self, timeout: float = 60.0) -> None:
+        """Use the cluster as it runs, never owned: what this process starts in it outlives this process.
+
+        Components a fault stops and its undo restarts belong to the cluster, not to this process:
+        they must not die with it (no parent-death signal), and nothing is torn down at exit.
+        """
+        if not self.running():
+            raise ClusterNotRunningError(
+                f"cluster {self.cfg.name!r} is not running (nothing runs from {self.run_dir}); start it with "
+                f"`kubequake up --set name={self.cfg.name}`"
+            )
+        recorded = self._recorded_config()
+        if recorded is not None:
+            ran, asked = config.flatten(recorded), config.flatten(self.cfg.to_dict())
+            other = [f"{k}={ran.get(k)}" for k in sorted(asked) if k != "run_root" and ran.get(k) != asked[k]]
+            if other:
+                raise ClusterRunningError(
+                    f"cluster {self.cfg.name!r} is already running with other settings ({', '.join(other)}); it "
+                    f"was left untouched. Use it as it is (drop the --set flags), stop it first with `kubequake down "
+                    f"--set name={self.cfg.name}`, or choose another --set name=... and --set address_block=..."
+                )
+        self.detached = True
+        self.supervisor.die_with_parent = False
+        # One kubelet per node: the watchdog process `kubequake up` started keeps restarting what
+        # exits by itself; a second one here would race it for the same restarts.
+        if detached_watchdog_pid(self.run_dir) is None:
+            self.start_watchdog()
+
+    def detach(self) -> None:
+        """Let go of the cluster and leave it running (and its own watchdog process, if any)."""
+        if self.watchdog is not None:
+            self.watchdog.stop()
+
     def _check_ports(self) -> None:
         e = self.cfg.etcd
         checks = [
@@ -725,7 +818,7 @@ class LocalCluster:
             raise errors[0]
 
     def _node_sources(self) -> None:
-        """Give each node's connections its own source address (see faults/netfilter.py for why)."""
+        """Give each node's connections its own source address (see providers/netfilter.py for why)."""
         sources = {}
         for n in self.nodes():
             cg = node_cgroup(self.cfg.name, n.name)

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from harness.errors import ClusterError, FaultError, TimeoutExpired, TransportError
-from harness.providers.base import Component, Role
+from harness.providers.base import Component, ProcessInfo, Role
+from harness.providers.netfilter import parse_counted_rules
 from harness.transport.base import CommandResult
 
 log = logging.getLogger(__name__)
@@ -426,7 +427,20 @@ class RemoteNode:
             )
         return self._power
 
-    def power_off(self) -> None:
+    @property
+    def has_power_control(self) -> bool:
+        return self._power is not None
+
+    def process(self, component: Component) -> ProcessInfo:
+        # Remote nodes report a process as running or not; its pid is the machine's business.
+        return ProcessInfo("running" if self.running(component) else "stopped")
+
+    def power_off(self, blackhole: bool = True) -> None:
+        if not blackhole:
+            raise FaultError(
+                f"{self.name}: a real machine that is powered off never answers; power-off without "
+                "black-holing its address exists only on the local provider"
+            )
         power = self._power_control()
         self._check("power off")
         power.power_off(self.name)
@@ -500,6 +514,11 @@ class RemoteNode:
             if not self._iptables(*args).ok:
                 return
         raise FaultError(f"{self.name}: `iptables {' '.join(args)}` keeps succeeding; inspect the node's rules by hand")
+
+    def partition_drops(self) -> int | None:
+        res = self._iptables("-v", "-S", PARTITION_CHAIN)
+        counted = parse_counted_rules(res.stdout) if res.ok else []
+        return sum(n for _, n in counted) if counted else None
 
     def partition_rules(self) -> list[str]:
         res = self._iptables("-S", PARTITION_CHAIN)

@@ -24,11 +24,11 @@ import paramiko
 import vagrant as python_vagrant
 
 from harness.config import ClusterConfig, default_run_root
-from harness.errors import ClusterError, TransportError
+from harness.errors import ClusterError, ClusterNotRunningError, TransportError
 from harness.providers.attached import Access, AttachedCluster
 from harness.providers.base import Cluster, Node, Role
 from harness.providers.remote import RemoteNode, controls_for
-from harness.topology import Topology
+from harness.providers.topology import Topology
 from harness.transport.base import CommandResult
 from harness.transport.ssh import SSHTarget, SSHTransport
 
@@ -497,6 +497,19 @@ class VagrantCluster(AttachedCluster):
         self.cli.up(timeout=timeout)
         self.fetch_kubeconfig(max(30.0, deadline - time.monotonic()))
 
+    def attach(self, timeout: float = 60.0) -> None:
+        """Use the VMs as they run (every machine up), fetching the admin kubeconfig; nothing is started."""
+        machines = self.status()
+        down = [m.name for m in machines if not m.running]
+        if not machines or down:
+            raise ClusterNotRunningError(
+                f"the Vagrant cluster {self.topology.name!r} is not running"
+                + (f" ({', '.join(down)} not running)" if down else " (no machines)")
+                + f"; bring it up with `vagrant up` in {self.root}"
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.fetch_kubeconfig(timeout)
+
     def fetch_kubeconfig(self, timeout: float = 60.0) -> Path:
         init = self.node(self.topology.init_node.name)
         try:
@@ -532,6 +545,9 @@ class VagrantCluster(AttachedCluster):
         for n in self._nodes.values():
             n.transport.close()
         self.forget_credentials()
+
+    def detach(self) -> None:
+        self.disconnect()
 
     def destroy(self) -> None:
         """Destroy every VM and forget the kubeconfig; destroying what is not there is a no-op."""

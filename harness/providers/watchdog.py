@@ -16,15 +16,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from harness.config import ClusterConfig
 from harness.errors import HarnessError
-from harness.providers.process import ComponentState
-
-if TYPE_CHECKING:
-    from harness.providers.local import LocalCluster
+from harness.providers.base import Component
+from harness.providers.process import ComponentState, ProcessSpec, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,32 @@ BACKOFF_INITIAL_S = 1.0
 BACKOFF_MAX_S = 16.0
 # A component that stayed up this long is healthy again: its backoff starts over.
 BACKOFF_RESET_S = 60.0
+
+
+class WatchedNode(Protocol):
+    """What the watchdog reads of a node: its components and the state of each."""
+
+    @property
+    def name(self) -> str: ...
+    def components(self) -> list[Component]: ...
+    def state(self, component: Component) -> ComponentState: ...
+
+
+class WatchedCluster(Protocol):
+    """What the watchdog needs of a cluster: where its markers live, its nodes, and how to start a component.
+
+    A Protocol rather than LocalCluster itself, so the provider can own a watchdog without the
+    two modules importing each other.
+    """
+
+    @property
+    def cfg(self) -> ClusterConfig: ...
+    @property
+    def run_dir(self) -> Path: ...
+    @property
+    def supervisor(self) -> Supervisor: ...
+    def nodes(self) -> Sequence[WatchedNode]: ...
+    def process_spec(self, node: str, component: Component) -> ProcessSpec: ...
 
 
 def held_dir(run_dir: Path) -> Path:
@@ -70,7 +96,7 @@ class _Backoff:
 
 @dataclass
 class Watchdog:
-    cluster: LocalCluster
+    cluster: WatchedCluster
     interval_s: float = 0.5
     restarts: list[RestartRecord] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)

@@ -9,20 +9,29 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from harness.checks.http import wait_until
 from harness.errors import ClusterError
-from harness.load.api import ApiHttp, ApiResponse
-
-if TYPE_CHECKING:
-    from harness.providers.local import LocalCluster
+from harness.net.api import ApiHttp, ApiResponse
+from harness.net.tls import TLSClient
+from harness.net.wait import wait_until
 
 log = logging.getLogger(__name__)
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 SIMULATED_LABEL = "kubequake.io/simulated"
 REQUEST_TIMEOUT_S = 10.0
+
+
+class AdminEndpoint(Protocol):
+    """What registering and reading workers needs of a cluster: the API behind its LB, as admin.
+
+    A Protocol rather than LocalCluster itself, so the provider can call in here without the
+    two modules importing each other.
+    """
+
+    def lb_url(self) -> str: ...
+    def admin_tls(self) -> TLSClient: ...
 
 
 def worker_names(count: int) -> list[str]:
@@ -49,7 +58,7 @@ def node_manifest(name: str) -> dict[str, Any]:
     }
 
 
-def _api(cluster: LocalCluster) -> ApiHttp:
+def _api(cluster: AdminEndpoint) -> ApiHttp:
     return ApiHttp(cluster.lb_url(), cluster.admin_tls(), timeout=REQUEST_TIMEOUT_S)
 
 
@@ -60,7 +69,7 @@ def _refused(what: str, resp: ApiResponse) -> ClusterError:
     )
 
 
-def ensure_workers(cluster: LocalCluster, count: int) -> None:
+def ensure_workers(cluster: AdminEndpoint, count: int) -> None:
     """Register the worker Node objects through the LB; ones that exist already are kept."""
     with _api(cluster) as api:
         for name in worker_names(count):
@@ -74,23 +83,36 @@ def node_is_ready(node: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def ready_workers(cluster: LocalCluster, api: ApiHttp | None = None) -> list[str]:
-    """Names of the simulated workers whose Ready condition is True; `api` to reuse a connection."""
-    with contextlib.ExitStack() as stack:
-        if api is None:
-            api = stack.enter_context(_api(cluster))
-        resp = api.request("GET", "/api/v1/nodes", params={"labelSelector": f"{SIMULATED_LABEL}=true"})
-    if resp.status != 200:
-        raise _refused("listing worker Nodes", resp)
+def _list_workers(api: ApiHttp) -> ApiResponse:
+    return api.request("GET", "/api/v1/nodes", params={"labelSelector": f"{SIMULATED_LABEL}=true"})
+
+
+def _ready_names(resp: ApiResponse) -> list[str]:
     items = resp.body.get("items") or []
     return sorted(n["metadata"]["name"] for n in items if node_is_ready(n))
 
 
-def wait_workers_ready(cluster: LocalCluster, count: int, timeout: float, interval: float = 0.1) -> float:
+def ready_workers(cluster: AdminEndpoint, api: ApiHttp | None = None) -> list[str]:
+    """Names of the simulated workers whose Ready condition is True; `api` to reuse a connection."""
+    with contextlib.ExitStack() as stack:
+        if api is None:
+            api = stack.enter_context(_api(cluster))
+        resp = _list_workers(api)
+    if resp.status != 200:
+        raise _refused("listing worker Nodes", resp)
+    return _ready_names(resp)
+
+
+def wait_workers_ready(cluster: AdminEndpoint, count: int, timeout: float, interval: float = 0.1) -> float:
     with _api(cluster) as api:
 
         def check() -> tuple[bool, str]:
-            ready = ready_workers(cluster, api)
+            resp = _list_workers(api)
+            if resp.status != 200:
+                # While `up` starts the control plane, the LB answers 503 until an apiserver is
+                # ready behind it: an answer that says "not yet", kept as the last state seen.
+                return False, f"listing worker Nodes answered {resp.status} {resp.text[:200]!r}"
+            ready = _ready_names(resp)
             return len(ready) >= count, f"{len(ready)}/{count} workers Ready: {ready}"
 
         return wait_until(f"{count} KWOK workers Ready", check, timeout, interval=interval)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import inspect
 import io
 import json
 import logging
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import allure
 from allure_commons._core import plugin_manager
 
+from harness.providers.base import Capability
 from harness.report.redact import redact as redact_text
 
 if TYPE_CHECKING:
@@ -116,6 +118,11 @@ def attach_png(name: str, png: bytes) -> None:
 
 def attach_svg(name: str, svg: str) -> None:
     allure.attach(svg, name=name, attachment_type=allure.attachment_type.SVG)
+
+
+def describe(text: str) -> None:
+    """The running test's description: a docstring, dedented so Markdown renders prose, not code."""
+    allure.dynamic.description(inspect.cleandoc(text))  # type: ignore[no-untyped-call]
 
 
 def label_scenario(
@@ -324,6 +331,5 @@ def attach_scenario(run: Any, sources: Iterable[Any] = (), log_seconds: float = 
     if run.before is not None or run.after is not None:
         attach_member_table(run.before, run.after)
         attach_leader_changes(run.before, run.after)
-    if hasattr(run.cluster, "log_path"):
-        # Component logs are files only where kubequake runs the components (the local provider).
+    if Capability.COMPONENT_LOGS in run.cluster.capabilities:
         attach_log_excerpts(run.cluster, records, log_seconds)

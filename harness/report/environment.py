@@ -20,7 +20,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from harness.providers.base import Capability
+
+if TYPE_CHECKING:
+    from harness.providers.base import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -72,25 +77,29 @@ def machine_summary() -> str:
     return f"{platform.system()} {platform.release()} {platform.machine()}, {os.cpu_count() or '?'} cores{mem}"
 
 
-def from_cluster(cluster: Any, haproxy: str | None = None) -> ReportEnvironment:
-    """The environment of a local cluster (harness.providers.local.LocalCluster).
+def from_cluster(cluster: Cluster, versions: Mapping[str, str] | None = None) -> ReportEnvironment:
+    """The environment of any provider's cluster: versions as the cluster reports them, its shape, its settings.
 
-    Versions come from the pinned binaries the cluster runs; HAProxy's from the binary on PATH.
+    `versions` defaults to what harness.status reads (the pinned builds where kubequake runs the
+    components, the API's /version elsewhere). The timings are the ones the cluster is configured
+    (or, for a cluster kubequake did not make, declared) with.
     """
-    from harness.status import haproxy_version
+    if versions is None:
+        from harness.status import component_versions
 
+        versions = component_versions(cluster)
     cfg = cluster.cfg
-    versions = dict(cluster.bins.versions)
     e, le, lb = cfg.etcd, cfg.leader_election, cfg.load_balancer
+    workers = len(cluster.worker_names()) if Capability.WORKER_READINESS in cluster.capabilities else 0
     topology = (
-        f"{cfg.control_planes} control planes (stacked etcd), {cfg.workers} KWOK workers, "
-        f"1 HAProxy load balancer at {cfg.lb_address}"
+        f"{len(cluster.control_planes())} control planes (stacked etcd), {workers} workers, "
+        f"API through the load balancer at {cluster.lb_url()}"
     )
     checks = "no health checks"
     if lb.health_checks:
         checks = f"check inter {lb.check_interval_ms}ms fall {lb.fall} rise {lb.rise}"
     extra = {
-        "Cluster": f"{cfg.name} (address block 127.0.{cfg.address_block}.0/24)",
+        "Cluster": cfg.name,
         "etcd timings": f"heartbeat {e.heartbeat_ms}ms, election timeout {e.election_timeout_ms}ms",
         "Leader election": (
             f"lease {le.lease_duration_s}s, renew deadline {le.renew_deadline_s}s, retry {le.retry_period_s}s"
@@ -103,9 +112,9 @@ def from_cluster(cluster: Any, haproxy: str | None = None) -> ReportEnvironment:
     return ReportEnvironment(
         kubernetes=versions.get("kubernetes") or "unknown",
         etcd=versions.get("etcd") or "unknown",
-        haproxy=haproxy if haproxy is not None else haproxy_version(),
+        haproxy=versions.get("haproxy") or "unknown",
         kwok=versions.get("kwok") or "unknown",
-        provider=str(getattr(cluster, "name", "local")),
+        provider=cluster.name,
         topology=topology,
         extra=extra,
     )

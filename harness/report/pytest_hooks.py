@@ -1,6 +1,13 @@
-"""pytest hooks for reports: the scenario's story attached when a test ends, Allure's side files,
-and progress events for a live display.
+"""pytest hooks for reports: the scenario's verdicts judged and its story attached when a test
+ends, its docstring as the description, Allure's side files, and progress events for a live display.
 
+- A test that used the `scenario` fixture is finished (harness.scenario.ScenarioRun.finish: client
+  verdicts, the verdict table, one failure naming every failed verdict) when its body returns or
+  ends through `run.stop()`, still in the call phase: a failed verdict is the test's FAILED
+  result, not an error of its teardown, and the traffic and cluster the verdicts read are still
+  there. A body that raised keeps its own error.
+- A test function's docstring (a scenario's hypothesis, fault, measurements and SLO) becomes its
+  Allure description, dedented so Markdown renders it as prose.
 - When a test that used the `scenario` fixture finishes its call phase (passed, failed or
   broken), its timeline plot, fault journal table, etcd members and leaders before/after and
   log excerpts around each fault are attached, so a scenario that broke halfway still tells
@@ -17,7 +24,7 @@ import logging
 from collections.abc import Generator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -127,7 +134,7 @@ def pytest_fixture_setup(
 ) -> Generator[None, Any, Any]:
     result = yield
     # The session's cluster: its versions and topology become the report's environment.
-    if fixturedef.argname == "cluster" and hasattr(result, "cfg") and hasattr(result, "bins"):
+    if fixturedef.argname == "cluster" and result is not None:
         try:
             request.config.stash[ENVIRONMENT] = envmod.from_cluster(result)
         except Exception as exc:  # the environment page is informative; never fail a session over it
@@ -144,6 +151,31 @@ def _scenario_of(item: pytest.Item) -> Any:
     return run if hasattr(run, "injector") and hasattr(run, "phases") else None
 
 
+class _Finishable(Protocol):
+    """What the finish hook needs of a scenario's run (harness.scenario.ScenarioRun)."""
+
+    def finish(self) -> None: ...
+    def stopped_by(self, error: BaseException) -> bool: ...
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    __tracebackhide__ = True
+    run = _scenario_of(pyfuncitem)
+    if run is None or not hasattr(run, "stopped_by"):
+        return (yield)
+    ending: _Finishable = run
+    try:
+        result = yield
+    except BaseException as exc:
+        if not ending.stopped_by(exc):
+            raise
+        result = True
+    # Outside the except clause: a failed verdict is not reported as raised "during handling" of the stop.
+    ending.finish()
+    return result
+
+
 def _plain(obj: Any) -> dict[str, Any]:
     if is_dataclass(obj) and not isinstance(obj, type):
         return asdict(obj)
@@ -152,6 +184,10 @@ def _plain(obj: Any) -> dict[str, Any]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    doc = getattr(getattr(item, "function", None), "__doc__", None)
+    if call.when == "setup" and doc:
+        # After setup, so it replaces the raw docstring allure-pytest sets during setup.
+        report.describe(doc)
     if call.when == "call":
         run = _scenario_of(item)
         sources = report.take_observed()

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.faults.netfilter import Netfilter
 from harness.providers.base import Component
 from harness.providers.local import LocalCluster
+from harness.providers.netfilter import Netfilter
 from harness.providers.process import ComponentState
 from harness.status import wait_healthy
 

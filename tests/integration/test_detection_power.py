@@ -41,13 +41,15 @@ CASES = [
 
 @pytest.mark.parametrize(("settings", "target", "expected"), CASES)
 def test_misconfigured_cluster_fails_the_matching_scenario(
-    settings: list[str], target: str, expected: list[str], request: pytest.FixtureRequest
+    settings: list[str], target: str, expected: list[str], request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     block = 150 + [c.id for c in CASES].index(request.node.callspec.id)
     name = f"dp-{request.node.callspec.id}"[:40]
     argv = [sys.executable, "-m", "harness.cli", "run", "--set", f"name={name}", "--set", f"address_block={block}"]
     for s in settings:
         argv += ["--set", s]
+    # `run` writes reports into the current directory by default: the checkout's reports/ stay the user's.
+    argv += ["--alluredir", str(tmp_path / "allure-results"), "--junit", str(tmp_path / "junit.xml")]
     argv += [target, "-p", "no:cacheprovider", "-o", "log_cli=true", "--log-cli-level=INFO", "-q"]
     proc = subprocess.run(
         argv, cwd=ROOT, capture_output=True, text=True, timeout=540, env=dict(os.environ), check=False

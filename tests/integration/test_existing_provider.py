@@ -18,7 +18,7 @@ import yaml
 from kubernetes import client
 
 from harness.errors import ClusterError, ConfigError, FaultError
-from harness.kube import api_client
+from harness.net.kube import api_client
 from harness.providers.base import Component
 from harness.providers.existing import CONTROL_PLANE_LABEL, ExistingCluster, Inventory, parse_inventory
 from harness.providers.local import LocalCluster

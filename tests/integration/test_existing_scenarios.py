@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from harness.faults.netfilter import Netfilter
-from harness.kube import api_client
+from harness.net.kube import api_client
 from harness.providers.base import Component
 from harness.providers.existing import CONTROL_PLANE_LABEL
 from harness.providers.local import LocalCluster
+from harness.providers.netfilter import Netfilter
 from harness.status import wait_healthy
 from tests.integration.sshd_server import SSHServer, sshd, sshd_prepared
 

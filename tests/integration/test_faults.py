@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from harness.checks.etcd import EtcdClient, EtcdEndpoint
-from harness.checks.http import wait_until
 from harness.errors import BlastRadiusError
 from harness.faults.base import BlastRadius, FaultInjector, journal_path
 from harness.faults.catalog import FreezeComponent, KillComponent, PartitionNode, PowerOffNode
 from harness.faults.journal import Journal
-from harness.faults.netfilter import Netfilter
+from harness.net.wait import wait_until
 from harness.providers.base import Component
 from harness.providers.local import LocalCluster
+from harness.providers.netfilter import Netfilter
 from harness.providers.process import ComponentState
 from harness.status import wait_healthy
 
@@ -56,6 +56,9 @@ def test_faults_are_undone_newest_first_even_when_the_block_fails(cluster: Local
         assert cluster.node("cp2").state(Component.CONTROLLER_MANAGER) is ComponentState.EXITED
         raise RuntimeError("scenario blew up")
     assert first.status == second.status == "healed"
+    # Each fault was seen in effect (frozen, process gone and its port refusing) and gone again.
+    assert first.confirmed_applied and first.confirmed_healed, first.confirmation
+    assert second.confirmed_applied and second.confirmed_healed, second.confirmation
     assert second.healed_at is not None and first.healed_at is not None
     assert second.healed_at <= first.healed_at, "the newest fault must be undone first"
     assert cluster.node("cp3").state(Component.SCHEDULER) is ComponentState.RUNNING
@@ -94,8 +97,11 @@ def test_partition_isolates_the_node_and_heal_removes_every_rule(cluster: LocalC
             timeout=10,
         )
         assert not any(etcd.put("kubequake/test/isolated", "x", isolated, timeout=1.0).ok for _ in range(3))
+        # Confirmed by the rules' own packet counters: peer traffic was really being dropped.
+        assert rec.confirmed_applied, rec.confirmation
         inj.heal(rec)
         assert nf.rules() == []
+        assert rec.confirmed_healed, rec.confirmation
     wait_until(
         "cp1 commits again", lambda: (etcd.put("kubequake/test/isolated", "y", isolated, timeout=2).ok, ""), timeout=30
     )
@@ -109,7 +115,9 @@ def test_power_off_black_holes_the_address(cluster: LocalCluster) -> None:
         rec = inj.inject(PowerOffNode(cluster, "cp3"))
         # A powered-off machine does not answer: no reset, the client waits for its timeout.
         assert connect_outcome(cp3.address, port) == "timeout"
+        assert rec.confirmed_applied, rec.confirmation
         inj.heal(rec)
+        assert rec.confirmed_healed, rec.confirmation
     assert connect_outcome(cp3.address, port) == "connected"
     assert Netfilter(cluster.cfg.name).rules() == []
     wait_healthy(cluster, timeout=60)

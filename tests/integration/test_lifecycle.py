@@ -29,11 +29,11 @@ import pytest
 from harness import binaries
 from harness import config as kqconfig
 from harness.config import ClusterConfig
-from harness.faults.netfilter import Netfilter, drop_to
 from harness.providers.base import Component
 from harness.providers.cgroups import ROOT_NAME, cgroup2_mount
 from harness.providers.haproxy import parse_stats_csv, stats_over_socket
 from harness.providers.local import LocalCluster
+from harness.providers.netfilter import Netfilter, drop_to
 from harness.providers.process import Supervisor
 from harness.pytest_plugin import BASE_CONFIG, worker_index
 from harness.status import etcd_client, wait_healthy

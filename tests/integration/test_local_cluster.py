@@ -12,7 +12,8 @@ from kubernetes import client
 
 from harness import binaries
 from harness.checks.etcd import EtcdClient, EtcdEndpoint
-from harness.checks.http import probe, wait_until
+from harness.net.http import probe
+from harness.net.wait import wait_until
 from harness.providers.base import Component
 from harness.providers.haproxy import parse_stats_csv, stats_over_socket
 from harness.providers.local import LocalCluster

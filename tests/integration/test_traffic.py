@@ -25,8 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from kubernetes import client
 
-from fixtures.traffic import traffic, traffic_settings  # noqa: F401 - fixtures used by name
-from harness.checks.http import wait_until
+from harness.fixtures.traffic import traffic, traffic_settings  # noqa: F401 - fixtures used by name
 from harness.load.errors import LoadError
 from harness.load.ledger import Ledger
 from harness.load.records import WriteOp, WritePhase, read_dir
@@ -35,7 +34,9 @@ from harness.load.settings import TrafficSettings
 from harness.load.slo import budget_for
 from harness.load.timeline import Window
 from harness.load.traffic import Traffic
-from harness.providers.base import Component, TLSClient
+from harness.net.tls import TLSClient
+from harness.net.wait import wait_until
+from harness.providers.base import Component
 from harness.providers.local import LocalCluster
 from tests.certs import self_signed_ca
 
@@ -353,7 +354,7 @@ def test_no_orphan_locust_when_the_harness_is_killed(
         from pathlib import Path
         from harness.load.traffic import Traffic
         from harness.load.settings import TrafficSettings
-        from harness.providers.base import TLSClient
+        from harness.net.tls import TLSClient
         tls = TLSClient(Path({str(cluster.traffic_tls().ca)!r}), Path({str(cluster.traffic_tls().cert)!r}),
                         Path({str(cluster.traffic_tls().key)!r}))
         t = Traffic.start(url={cluster.lb_url()!r}, tls=tls, records_dir=Path({str(tmp_path)!r}),

@@ -22,8 +22,8 @@ import yaml
 from harness.errors import ClusterError, FaultError, TimeoutExpired
 from harness.providers.base import Component, Role
 from harness.providers.remote import PARTITION_CHAIN
+from harness.providers.topology import DEFAULT_TOPOLOGY, load_topology
 from harness.providers.vagrant import VagrantCLI, VagrantCluster, VagrantError
-from harness.topology import DEFAULT_TOPOLOGY, load_topology
 from tests.integration.sshd_server import SSHServer, sshd, sshd_prepared
 
 __all__ = ["sshd", "sshd_prepared"]  # fixtures, imported for pytest

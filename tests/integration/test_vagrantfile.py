@@ -23,8 +23,8 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from harness.providers.topology import DEFAULT_TOPOLOGY, load_topology
 from harness.providers.vagrant import VagrantCLI, VagrantError
-from harness.topology import DEFAULT_TOPOLOGY, load_topology
 
 REPO = Path(__file__).resolve().parents[2]
 VAGRANTFILE = REPO / "Vagrantfile"

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from harness import slo
 from harness.errors import ClusterError, ConfigError, FaultError
 from harness.providers.base import Component, Role
 from harness.providers.existing import (
@@ -187,6 +188,20 @@ def test_component_control_follows_how_each_node_runs_its_control_plane(tmp_path
 def test_inventory_errors_name_the_key(tmp_path: Path, edit: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         inventory(tmp_path, edit(INVENTORY))
+
+
+def test_inventory_slo_overrides_the_defaults_and_bad_keys_name_the_fix(tmp_path: Path) -> None:
+    inv = inventory(
+        tmp_path, INVENTORY + "\n[slo]\nlease_handover_s = 45\n[slo.apiserver-kill]\nmax_p99_after_heal_ms = 2000\n"
+    )
+    objectives = slo.load(Path("/dev/null"), inventory=inv.slo)
+    assert objectives.lease_handover_s == 45
+    assert objectives.client("apiserver-kill").max_p99_after_heal_ms == 2000
+    unknown = r"unknown SLO 'slo.lease_handover' \(from inventory .*\); did you mean slo.lease_handover_s"
+    with pytest.raises(ConfigError, match=unknown):
+        inventory(tmp_path, INVENTORY + "\n[slo]\nlease_handover = 45\n")
+    with pytest.raises(ConfigError, match=r"slo.lease_handover_s \(from inventory .*must be 0 or more"):
+        inventory(tmp_path, INVENTORY + "\n[slo]\nlease_handover_s = -3\n")
 
 
 def test_unreadable_inventories(tmp_path: Path) -> None:

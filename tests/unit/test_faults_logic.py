@@ -14,7 +14,8 @@ from harness.config import build
 from harness.errors import BlastRadiusError, FaultError
 from harness.faults.base import BlastRadius, FaultInjector
 from harness.faults.journal import FaultRecord, Journal
-from harness.faults.netfilter import chain_name
+from harness.providers.base import Capability, UnsupportedCapability
+from harness.providers.netfilter import chain_name
 
 
 @dataclass
@@ -24,6 +25,8 @@ class FakeFault:
     members: set[str] = field(default_factory=set)
     fail_apply: bool = False
     fail_heal: bool = False
+    unsupported: bool = False
+    unseen: str = ""
     kind: ClassVar[str] = "fake"
 
     @property
@@ -39,6 +42,16 @@ class FakeFault:
     def impaired_etcd_members(self) -> set[str]:
         return self.members
 
+    def check_supported(self) -> None:
+        if self.unsupported:
+            raise UnsupportedCapability("fake", Capability.POWER_OFF, self.describe())
+
+    def confirm_applied(self, timeout: float) -> str:
+        return self.unseen
+
+    def confirm_healed(self, timeout: float) -> str:
+        return ""
+
     def apply(self) -> None:
         self.log.append(f"apply {self.name}")
         if self.fail_apply:
@@ -48,6 +61,28 @@ class FakeFault:
         self.log.append(f"heal {self.name}")
         if self.fail_heal:
             raise RuntimeError("stuck")
+
+
+def test_a_fault_the_provider_cannot_take_is_refused_before_anything_happens(tmp_path: Path) -> None:
+    log: list[str] = []
+    inj = make(tmp_path)
+    with pytest.raises(UnsupportedCapability, match="does not offer power-off"):
+        inj.inject(FakeFault("a", log, unsupported=True))
+    assert log == []
+    assert inj.records() == []
+    assert not (tmp_path / "faults.jsonl").exists() or (tmp_path / "faults.jsonl").read_text() == ""
+
+
+def test_a_fault_not_seen_in_effect_is_recorded_as_unconfirmed(tmp_path: Path) -> None:
+    log: list[str] = []
+    inj = make(tmp_path)
+    seen = inj.inject(FakeFault("a", log))
+    unseen = inj.inject(FakeFault("b", log, unseen="b still runs"))
+    inj.heal_all()
+    assert seen.confirmed_applied is True and seen.confirmed_healed is True
+    assert unseen.confirmed_applied is False and "b still runs" in unseen.confirmation
+    journal = Journal(tmp_path / "faults.jsonl").records()
+    assert any(r.id == unseen.id and r.confirmed_applied is False for r in journal)
 
 
 def make(tmp_path: Path, members: int = 3, quorum_loss: bool = False) -> FaultInjector:

@@ -28,6 +28,7 @@ from harness.faults.journal import FaultRecord
 from harness.load.records import FailureKind, RequestRecord
 from harness.load.slo import SloBudget, evaluate
 from harness.load.timeline import Timeline, Window
+from harness.providers.local import LocalCluster
 from harness.report import environment as envmod
 from harness.report import logs, plots, redact, tables
 from harness.report.junit import read_results, to_junit
@@ -169,30 +170,17 @@ def test_categories_file_is_what_allure_reads(tmp_path: Path) -> None:
 
 
 # -- environment, executor, history -----------------------------------------------------------
-@dataclass
-class _Bins:
-    versions: dict[str, str]
-
-
-@dataclass
-class _Cluster:
-    cfg: ClusterConfig
-    bins: _Bins
-    name: str = "local"
-
-
 def test_environment_of_a_cluster_names_versions_topology_and_machine(tmp_path: Path) -> None:
-    cfg = ClusterConfig(name="kq-env", address_block=77)
-    env = envmod.from_cluster(
-        _Cluster(cfg, _Bins({"kubernetes": "v1.33.1", "etcd": "3.6.1", "kwok": "v0.8.0"})), haproxy="2.6.12"
-    )
+    cluster = LocalCluster(ClusterConfig(name="kq-env", address_block=77, run_root=str(tmp_path)))
+    versions = {"kubernetes": "v1.33.1", "etcd": "3.6.1", "kwok": "v0.8.0", "haproxy": "2.6.12"}
+    env = envmod.from_cluster(cluster, versions)
     props = envmod.parse_properties(envmod.write_environment(tmp_path, env).read_text())
     assert props["Kubernetes"] == "v1.33.1"
     assert props["etcd"] == "3.6.1"
     assert props["HAProxy"] == "2.6.12"
     assert props["KWOK"] == "v0.8.0"
     assert props["Provider"] == "local"
-    assert props["Topology"].startswith("3 control planes (stacked etcd), 3 KWOK workers")
+    assert props["Topology"].startswith("3 control planes (stacked etcd), 3 workers")
     assert "127.0.77.10" in props["Topology"]
     assert props["Machine"].endswith("GiB") and f"{os.cpu_count()} cores" in props["Machine"]
     assert props["etcd timings"] == "heartbeat 100ms, election timeout 1000ms"

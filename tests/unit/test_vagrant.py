@@ -31,6 +31,7 @@ from harness.providers.remote import (
     controls_for,
     partition_rules,
 )
+from harness.providers.topology import DEFAULT_TOPOLOGY, NodeRole, load_topology, parse_topology
 from harness.providers.vagrant import (
     VagrantCLI,
     VagrantError,
@@ -38,7 +39,6 @@ from harness.providers.vagrant import (
     parse_ssh_config,
     parse_status,
 )
-from harness.topology import DEFAULT_TOPOLOGY, NodeRole, load_topology, parse_topology
 from harness.transport.base import CommandResult
 
 OUTPUT = Path(__file__).parent / "vagrant_output"

@@ -101,6 +101,11 @@ class Netfilter:
             return []
         return [line for line in res.stdout.splitlines() if line.startswith("-A ")]
 
+    def counted_rules(self) -> list[tuple[str, int]]:
+        """Every rule of the chain with the packets it has matched so far."""
+        res = self.transport.run([self.binary, "-w", "5", "-v", "-S", self.chain], timeout=IPTABLES_TIMEOUT_S)
+        return parse_counted_rules(res.stdout) if res.ok else []
+
     def teardown(self) -> None:
         """Remove the chains and their jumps; safe when none exists or iptables is absent."""
         if shutil.which(self.binary) is None:
@@ -113,6 +118,29 @@ class Netfilter:
             if self._ipt(*t, "-S", self.chain, check=False):
                 self._ipt(*t, "-F", self.chain, check=False)
                 self._ipt(*t, "-X", self.chain, check=False)
+
+
+def parse_counted_rules(text: str) -> list[tuple[str, int]]:
+    """`iptables -v -S` lines ("-A CHAIN ... -c PACKETS BYTES") as (rule, packets)."""
+    out = []
+    for line in text.splitlines():
+        if not line.startswith("-A "):
+            continue
+        words = line.split()
+        packets = 0
+        if "-c" in words:
+            i = words.index("-c")
+            packets = int(words[i + 1]) if i + 1 < len(words) and words[i + 1].isdigit() else 0
+            words = words[:i] + words[i + 3 :]
+        out.append((" ".join(words), packets))
+    return out
+
+
+def partition_rule_of(rule: str, address: str) -> bool:
+    """Whether an `iptables -S` rule is one of drop_between's with `address` on either end."""
+    words = rule.split()
+    ends = {words[i + 1] for i, w in enumerate(words[:-1]) if w in ("-s", "-d")}
+    return "-s" in words and "-d" in words and f"{address}/32" in ends and words[-2:] == ["-j", "DROP"]
 
 
 def drop_to(address: str) -> list[str]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from kubernetes import client
 
-from harness.providers.base import TLSClient
+from harness.net.tls import TLSClient
 
 # Every API call made through these clients gets this timeout unless the caller passes its own
 # `_request_timeout`; a hung apiserver must never hang the harness.

@@ -1,18 +1,13 @@
-"""HTTPS probes against cluster components, TLS verified against the cluster's own CAs."""
+"""HTTP(S) sessions and one-shot probes against cluster components, TLS verified against the cluster's own CAs."""
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
 
-from harness.errors import TimeoutExpired
-from harness.providers.base import TLSClient
-
-log = logging.getLogger(__name__)
+from harness.net.tls import TLSClient
 
 
 def loopback_session() -> requests.Session:
@@ -65,25 +60,3 @@ def probe(
     except requests.RequestException as exc:
         return ProbeResult(url, False, None, "", f"{type(exc).__name__}: {exc}", time.monotonic() - start)
     return ProbeResult(url, resp.status_code == 200, resp.status_code, resp.text[:2000], "", time.monotonic() - start)
-
-
-def wait_until(
-    what: str,
-    check: Callable[[], tuple[bool, str]],
-    timeout: float,
-    interval: float = 0.25,
-) -> float:
-    """Poll `check` until it reports success; return seconds waited or raise with the last state."""
-    start = time.monotonic()
-    deadline = start + timeout
-    last = "not checked yet"
-    while True:
-        try:
-            ok, last = check()
-        except Exception as exc:
-            ok, last = False, f"{type(exc).__name__}: {exc}"
-        if ok:
-            return time.monotonic() - start
-        if time.monotonic() >= deadline:
-            raise TimeoutExpired(f"{what} not reached within {timeout:.0f}s; last state: {last}")
-        time.sleep(interval)

@@ -25,7 +25,7 @@ from harness.providers.base import Role
 log = logging.getLogger(__name__)
 
 TOPOLOGY_ENV = "KUBEQUAKE_TOPOLOGY"
-DEFAULT_TOPOLOGY = Path(__file__).resolve().parent / "data" / "vagrant-topology.yaml"
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[1] / "data" / "vagrant-topology.yaml"
 PROVIDERS = ("virtualbox", "libvirt")
 CNIS = ("flannel",)
 

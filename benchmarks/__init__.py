@@ -1,0 +1,1 @@
+"""Benchmark scripts (run each by its path) and the result file they share."""
