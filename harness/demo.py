@@ -29,11 +29,11 @@ from types import FrameType
 from typing import TextIO
 
 from harness import binaries, config, suites
-from harness.checks.budgets import Verdict
 from harness.errors import HarnessError
 from harness.report.environment import categorize
 from harness.report.progress import Event, ProgressReader
 from harness.report.tables import key_verdict, render
+from harness.verdicts import Verdict
 
 DEMO_SETTINGS = ["name=kubequake-demo", "address_block=200"]
 EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -151,12 +151,12 @@ def verdict_table(rows: Sequence[TestRow]) -> str:
         measured = budget = "-"
         if key is None:
             what = _first_failure(r.message) or "-"
-        elif key.measured is None and key.budget is None:
+        elif key.measured is None and key.slo is None:
             what = f"{key.name}: {'ok' if key.passed else key.message}"
         else:
             what = key.name
             measured = "never" if key.measured is None else f"{key.measured:.2f}{key.unit}"
-            budget = "-" if key.budget is None else f"{key.budget:.2f}{key.unit}"
+            budget = "-" if key.slo is None else f"{key.slo:.2f}{key.unit}"
         passed = f"{sum(v.passed for v in r.verdicts)}/{len(r.verdicts)}" if r.verdicts else "-"
         status = "broken" if r.outcome == "error" else r.outcome
         category = (categorize(r.message, status) or "") if r.outcome in ("failed", "error") else ""

@@ -30,7 +30,7 @@ import requests
 from cryptography import x509
 
 from harness import pki as pkimod
-from harness.checks.budgets import Budgets, Verdict, check
+from harness.checks.budgets import Budgets
 from harness.checks.etcd import EtcdEndpoint
 from harness.checks.leaders import LEASED_COMPONENTS, leading_instances, read_lease
 from harness.checks.skew import Version, parse_version, skew_verdicts
@@ -40,6 +40,7 @@ from harness.providers.base import Capability, Cluster, Component
 from harness.providers.haproxy import parse_stats_csv
 from harness.status import etcd_client, leaders_by_lease
 from harness.transport.local import LocalTransport
+from harness.verdicts import Outcome, Verdict, check, outcome_of
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,10 @@ class CheckOutcome:
     def passed(self) -> bool:
         return self.verdict.passed
 
+    @property
+    def outcome(self) -> Outcome:
+        return self.verdict.outcome
+
 
 @dataclass
 class GateReport:
@@ -82,7 +87,13 @@ class GateReport:
 
     @property
     def failed(self) -> list[CheckOutcome]:
-        return [o for o in self.outcomes if not o.passed]
+        """Checks the cluster failed (FAIL), not the ones that could not be made."""
+        return [o for o in self.outcomes if o.outcome is Outcome.FAIL]
+
+    @property
+    def unmade(self) -> list[CheckOutcome]:
+        """Checks whose measurement could not be made (INCONCLUSIVE) or whose harness broke (ERROR)."""
+        return [o for o in self.outcomes if o.outcome in (Outcome.INCONCLUSIVE, Outcome.ERROR)]
 
     @property
     def exit_code(self) -> int:
@@ -90,13 +101,16 @@ class GateReport:
 
 
 def gate_exit_code(outcomes: Sequence[CheckOutcome], incomplete: Sequence[str] = ()) -> int:
-    """0 every check passed, 1 some check failed, 2 the gate could not run all of its parts.
+    """0 only when every required check passed; 1 on any FAIL; 2 on ERROR, INCONCLUSIVE or a part not run.
 
-    An empty gate is not a pass: a gate that checked nothing must not let an upgrade through.
+    A FAIL wins over everything else: the cluster broke an SLO, whatever else could not be
+    measured. An empty gate is not a pass: a gate that checked nothing must not let an upgrade through.
     """
-    if incomplete or not outcomes:
+    if any(o.outcome is Outcome.FAIL for o in outcomes):
+        return EXIT_FAIL
+    if incomplete or not outcomes or any(o.outcome is not Outcome.PASS for o in outcomes):
         return EXIT_COULD_NOT_RUN
-    return EXIT_PASS if all(o.passed for o in outcomes) else EXIT_FAIL
+    return EXIT_PASS
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -114,11 +128,11 @@ def verdict_table(outcomes: Sequence[CheckOutcome]) -> str:
     headers = ("result", "group", "check", "measured", "threshold", "message")
     rows = [
         (
-            "PASS" if o.passed else "FAIL",
+            o.outcome.value,
             o.group,
             o.verdict.name,
             _number(o.verdict.measured, o.verdict.unit),
-            _number(o.verdict.budget, o.verdict.unit),
+            _number(o.verdict.slo, o.verdict.unit),
             o.verdict.message,
         )
         for o in outcomes
@@ -141,7 +155,7 @@ def junit_xml(report: GateReport, timestamp: datetime | None = None) -> bytes:
             "name": "kubequake gate",
             "tests": str(len(report.outcomes)),
             "failures": str(len(report.failed)),
-            "errors": str(len(report.incomplete)),
+            "errors": str(len(report.unmade) + len(report.incomplete)),
             "skipped": "0",
             "time": f"{total:.3f}",
             "timestamp": (timestamp or datetime.now(UTC)).isoformat(timespec="seconds"),
@@ -157,9 +171,14 @@ def junit_xml(report: GateReport, timestamp: datetime | None = None) -> bytes:
             "testcase",
             {"classname": f"kubequake.gate.{o.group}", "name": o.verdict.name, "time": f"{o.seconds:.3f}"},
         )
-        if not o.passed:
+        if o.outcome is Outcome.FAIL:
             failure = ET.SubElement(case, "failure", {"message": o.verdict.message, "type": "GateCheckFailed"})
             failure.text = o.verdict.line()
+        elif not o.passed:
+            # Not the cluster's failure: the check could not be made, or the harness broke.
+            kind = "GateCheckInconclusive" if o.outcome is Outcome.INCONCLUSIVE else "GateCheckError"
+            error = ET.SubElement(case, "error", {"message": o.verdict.message, "type": kind})
+            error.text = o.verdict.line()
         out = ET.SubElement(case, "system-out")
         out.text = o.verdict.line()
     for what in report.incomplete:
@@ -185,17 +204,19 @@ CheckFn = Callable[[Cluster, GateOptions], list[Verdict]]
 
 
 def _run_group(group: str, fn: CheckFn, cluster: Cluster, opts: GateOptions) -> list[CheckOutcome]:
-    """Run one group of checks; an exception becomes a failing verdict naming it.
+    """Run one group of checks; an exception becomes an ERROR verdict naming it.
 
-    Deliberately broad: a gate must list every check, so one probe that blows up (an unreachable
-    etcd, an API error) fails its own group instead of hiding the groups after it.
+    Deliberately broad: a gate must list every check, so one probe that blows up fails its own
+    group instead of hiding the groups after it. An exception is the harness's or the
+    environment's problem until a check says otherwise, so it is ERROR (exit 2), never a FAIL.
     """
     start = time.monotonic()
     try:
         verdicts = fn(cluster, opts)
     except Exception as exc:
-        log.debug("gate group %s raised", group, exc_info=True)
-        verdicts = [check(f"{group} could be checked", False, f"{type(exc).__name__}: {exc}"[:600])]
+        log.warning("gate group %s could not be checked", group, exc_info=True)
+        msg = f"{type(exc).__name__}: {exc}"[:600]
+        verdicts = [Verdict(f"{group} could be checked", None, None, "", Outcome.ERROR, msg)]
     took = (time.monotonic() - start) / max(len(verdicts), 1)
     for v in verdicts:
         log.info("%s", v.line())
@@ -244,10 +265,15 @@ def _read_versions(
     if errors:
         msg = "; ".join(f"{who}: cannot read the version ({err})" for who, err in errors.items())
         verdict = Verdict(
-            f"{what} version", len(versions), len(sources), "", False, msg + (f"; read: {seen}" if seen else "")
+            f"{what} version",
+            len(versions),
+            len(sources),
+            "",
+            outcome_of(False),
+            msg + (f"; read: {seen}" if seen else ""),
         )
     else:
-        verdict = Verdict(f"{what} version", len(versions), len(sources), "", True, seen)
+        verdict = Verdict(f"{what} version", len(versions), len(sources), "", outcome_of(True), seen)
     return versions, errors, verdict
 
 
@@ -313,9 +339,9 @@ def version_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
         v_etcd = Verdict(
             v_etcd.name,
             v_etcd.measured,
-            v_etcd.budget,
+            v_etcd.slo,
             "",
-            False,
+            outcome_of(False),
             f"etcd members run different versions ({v_etcd.message}); finish the etcd upgrade first",
         )
     return [
@@ -355,13 +381,28 @@ def etcd_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
     out: list[Verdict] = []
     if n_healthy == n and n:
         out.append(
-            Verdict("etcd members healthy", n_healthy, n, "", True, f"all {n} members healthy: {', '.join(members)}")
+            Verdict(
+                "etcd members healthy",
+                n_healthy,
+                n,
+                "",
+                outcome_of(True),
+                f"all {n} members healthy: {', '.join(members)}",
+            )
         )
     else:
         bad = "; ".join(f"member {m}: {why[m]}" for m in members if not healthy[m])
-        out.append(Verdict("etcd members healthy", n_healthy, n, "", False, f"{n_healthy}/{n} members healthy; {bad}"))
+        out.append(
+            Verdict(
+                "etcd members healthy", n_healthy, n, "", outcome_of(False), f"{n_healthy}/{n} members healthy; {bad}"
+            )
+        )
     if n % 2 == 1:
-        out.append(Verdict("etcd member count is odd", n, None, "", True, f"{n} members tolerate {n - quorum} failed"))
+        out.append(
+            Verdict(
+                "etcd member count is odd", n, None, "", outcome_of(True), f"{n} members tolerate {n - quorum} failed"
+            )
+        )
     else:
         out.append(
             Verdict(
@@ -369,7 +410,7 @@ def etcd_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
                 n,
                 None,
                 "",
-                False,
+                outcome_of(False),
                 f"etcd has {n} members, an even count: quorum needs {quorum} of {n}, so it tolerates {n - quorum} "
                 f"failed, no more than {n - 1} members would, with one more member to lose; "
                 "run an odd number of members (3 or 5)",
@@ -381,7 +422,7 @@ def etcd_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
             n_healthy,
             quorum,
             "",
-            n > 0 and n_healthy >= quorum,
+            outcome_of(n > 0 and n_healthy >= quorum),
             f"{n_healthy} of {n} members healthy, quorum is {quorum}"
             + ("" if n_healthy >= quorum else "; etcd cannot commit writes, restore members before anything else"),
         )
@@ -395,7 +436,7 @@ def etcd_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
             len(claimers),
             1,
             "",
-            one,
+            outcome_of(one),
             f"leader {claimers[0]}, agreed by every reachable member"
             if one
             else f"members claiming leadership: {claimers or 'none'}; leader ids seen by members: "
@@ -497,7 +538,7 @@ def certificate_verdict(
     """One kind of certificate: the soonest expiry against the threshold, naming every short one."""
     name = f"certificates: {kind}"
     if not remaining and not errors:
-        return Verdict(name, None, min_days, "d", False, "no certificate of this kind found")
+        return Verdict(name, None, min_days, "d", outcome_of(False), "no certificate of this kind found")
     soonest = min(remaining.values()) if remaining else None
     short = {k: d for k, d in remaining.items() if d < min_days}
     parts: list[str] = []
@@ -508,14 +549,14 @@ def certificate_verdict(
         parts.append(f"expiring within {min_days:g} days: {listed}; renew them before the upgrade")
     parts += [f"{k}: cannot read ({e})" for k, e in errors.items()]
     if parts:
-        return Verdict(name, soonest, min_days, "d", False, "; ".join(parts))
+        return Verdict(name, soonest, min_days, "d", outcome_of(False), "; ".join(parts))
     first = min(remaining, key=lambda k: remaining[k])
     return Verdict(
         name,
         soonest,
         min_days,
         "d",
-        True,
+        outcome_of(True),
         f"{len(remaining)} certificate{'s' if len(remaining) != 1 else ''} valid for at least {min_days:g} days "
         f"(soonest: {first}, {remaining[first]:.0f} days)",
     )
@@ -569,7 +610,7 @@ def leader_election_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]
                         None,
                         None,
                         "s",
-                        False,
+                        outcome_of(False),
                         f"no Lease kube-system/{lease_name}: leader election is off (--leader-elect=false) or never "
                         f"succeeded; instances reporting leadership: {leaders or 'none'}",
                     )
@@ -602,7 +643,7 @@ def leader_election_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]
                     age,
                     float(lease.lease_duration_s),
                     "s",
-                    not problems,
+                    outcome_of(not problems),
                     base if not problems else "; ".join(problems) + f"; {base}",
                 )
             )
@@ -630,7 +671,7 @@ def load_balancer_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
                 len(servers) - len(unchecked),
                 len(servers),
                 "",
-                False,
+                outcome_of(False),
                 f"{lb} sends to {', '.join(unchecked)} without health checks ('no check'): a dead apiserver keeps "
                 "receiving requests; enable `check` (TLS GET /readyz) on every server",
             )
@@ -642,7 +683,7 @@ def load_balancer_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
                 len(servers),
                 len(servers),
                 "",
-                True,
+                outcome_of(True),
                 f"{lb}: {table}",
             )
         )
@@ -652,7 +693,7 @@ def load_balancer_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
             len(checked_up),
             2,
             "",
-            len(checked_up) >= 2,
+            outcome_of(len(checked_up) >= 2),
             f"{lb}: {len(checked_up)} health-checked and UP ({', '.join(checked_up) or 'none'}); {table}"
             + ("" if len(checked_up) >= 2 else "; an HA control plane needs at least two"),
         )
@@ -725,7 +766,7 @@ def rollout_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
             took,
             3 * budget,
             "s",
-            not problems,
+            outcome_of(not problems),
             "; ".join(problems) + f"; {summary}" if problems else summary,
         )
     ]

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from harness import report, suites
-from harness.checks.budgets import Verdict
 from harness.gate import CheckOutcome
+from harness.verdicts import Verdict, outcome_of
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,9 @@ def run_resilience_suites(plugin_args: list[str], alluredir: Path, extra: list[s
     name = "resilience suites (scenarios/)"
     counts = f"{len(tally.passed)} passed, {len(tally.failed)} failed"
     if rc == 0:
-        return SuiteOutcome(Verdict(name, 0, 0, "", True, counts), rc, took)
+        return SuiteOutcome(Verdict(name, 0, 0, "", outcome_of(True), counts), rc, took)
     if rc == 1:
         msg = f"{counts}: {', '.join(tally.failed)}"
-        return SuiteOutcome(Verdict(name, len(tally.failed), 0, "", False, msg), rc, took)
+        return SuiteOutcome(Verdict(name, len(tally.failed), 0, "", outcome_of(False), msg), rc, took)
     why = f"pytest exited {rc} running the resilience suites ({counts}); see its output above"
-    return SuiteOutcome(Verdict(name, len(tally.failed), 0, "", False, why), rc, took, incomplete=why)
+    return SuiteOutcome(Verdict(name, len(tally.failed), 0, "", outcome_of(False), why), rc, took, incomplete=why)

@@ -12,6 +12,7 @@ remember: the pytest hooks call `finish()` when the test body returns or calls `
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -19,12 +20,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from harness import report
-from harness.checks.budgets import Budgets, Verdict
+from harness.checks.budgets import Budgets
 from harness.errors import FaultError, HarnessError, TimeoutExpired
 from harness.faults.base import Fault, FaultInjector
 from harness.faults.journal import FaultRecord
 from harness.net.wait import wait_until
 from harness.status import ClusterStatus, collect, problems, wait_healthy
+from harness.verdicts import Outcome, Verdict, check, inconclusive, outcome_of, overall
 from harness.windows import POST_HEAL_TRAFFIC, Wait, Window
 
 if TYPE_CHECKING:
@@ -39,6 +41,21 @@ class ScenarioFailed(AssertionError):
 
 class ScenarioStopped(Exception):
     """Raised by ScenarioRun.stop(): the scenario ends here and is judged on the verdicts so far."""
+
+
+class ScenarioInconclusive(Exception):
+    """The scenario's measurements could not be made; neither a pass nor the cluster's failure.
+
+    Deliberately not an AssertionError: Allure files it as broken (category "inconclusive") and
+    JUnit as an error, so no dashboard counts it as a pass or as a regression of the cluster.
+    """
+
+
+# Client traffic before a fault must reach this fraction of the rate the load aims for: with less,
+# "errors during the fault" and "time to steady throughput" compare against a baseline that is not there.
+MIN_BASELINE_RATE_FRACTION = 0.5
+# Whole seconds of traffic the baseline guard looks at, ending a second before the fault.
+BASELINE_GUARD_S = 3
 
 
 @dataclass
@@ -159,10 +176,11 @@ class ScenarioRun:
         """
         handle = FaultHandle()
         error: BaseException | None = None
+        self.guard_baseline(baseline)
         try:
             with self.phase("inject"):
-                for i, f in enumerate(faults):
-                    handle.records.append(self.inject(f, baseline=baseline if i == 0 else None))
+                for f in faults:
+                    handle.records.append(self.inject(f))
                 handle.confirm_applied()
             with self.phase(observe):
                 yield handle
@@ -171,6 +189,7 @@ class ScenarioRun:
             raise
         finally:
             self._heal_block(handle, error)
+            self.confirmation_verdicts(handle)
 
     def _heal_block(self, handle: FaultHandle, error: BaseException | None) -> None:
         with self.phase("heal") as p:
@@ -190,6 +209,52 @@ class ScenarioRun:
                 p.error = f"FaultError: {message}"
                 return
             handle.confirm_healed()
+
+    def guard_baseline(self, sampler: Any = None) -> None:
+        """Before any fault: the probes work and clients reach the minimum rate, or the scenario is inconclusive.
+
+        Nothing is injected then: a fault measured against probes that already fail, or against a
+        trickle of traffic, would only measure the harness.
+        """
+        problems: list[str] = []
+        if sampler is not None:
+            for series in sampler.series.values():
+                try:
+                    series.check_baseline(time.time())
+                except HarnessError as exc:
+                    problems.append(str(exc))
+        if self.traffic is not None:
+            problems += self._traffic_shortfall()
+        if problems:
+            for why in problems:
+                self.verdict(inconclusive("baseline before the fault", why))
+            self.stop("baseline before the fault not met: " + "; ".join(problems))
+
+    def _traffic_shortfall(self) -> list[str]:
+        settings = self.traffic.settings
+        if settings.rate_per_user is None:
+            return []  # unpaced load has no target rate to fall short of
+        target = max(0, settings.users - settings.watchers) * settings.rate_per_user
+        end = int(time.time()) - 1
+        rows = [r for r in self.traffic.timeline((end - BASELINE_GUARD_S, end)).rows() if r.t + 1 <= end]
+        rate = sum(r.successes for r in rows) / BASELINE_GUARD_S
+        floor = MIN_BASELINE_RATE_FRACTION * target
+        if rate >= floor:
+            return []
+        return [
+            f"clients reached {rate:.1f} successful requests/s in the {BASELINE_GUARD_S}s before the fault, under the "
+            f"minimum {floor:.1f}/s ({MIN_BASELINE_RATE_FRACTION:.0%} of the {target:g}/s the load aims for); "
+            "the load generator or the API was not keeping up"
+        ]
+
+    def confirmation_verdicts(self, handle: FaultHandle) -> None:
+        """One verdict per fault: seen in effect and gone after heal, or inconclusive saying what was not seen."""
+        for rec in handle.records:
+            name = f"fault seen applied and healed: {rec.description}"
+            if rec.confirmed_applied is False or rec.confirmed_healed is False:
+                self.verdict(inconclusive(name, rec.confirmation))
+            elif rec.confirmed_applied and rec.confirmed_healed:
+                self.verdict(check(name, True, rec.confirmation))
 
     def wait(self, window: Window) -> None:
         """Spend a named window (harness.windows); the log and the report say which and why."""
@@ -230,11 +295,8 @@ class ScenarioRun:
         return isinstance(error, ScenarioStopped)
 
     # -- steps a scenario calls itself ----------------------------------------------------------
-    def inject(self, fault: Any, baseline: Any = None) -> FaultRecord:
-        """Apply a fault; with `baseline` (an AvailabilitySampler) first prove the probes work."""
-        if baseline is not None:
-            for series in baseline.series.values():
-                series.check_baseline(time.time())
+    def inject(self, fault: Any) -> FaultRecord:
+        """Apply one fault (prefer `run.fault(...)`, which also guards the baseline and heals)."""
         with report.step(f"inject: {fault.describe()}"):
             return self.injector.inject(fault)
 
@@ -266,7 +328,14 @@ class ScenarioRun:
                 ok, msg = False, f"cluster did not return to steady state: {'; '.join(problems(self.after))} ({exc})"
             report.attach_json("cluster after", self.after.to_dict())
             self.verdict(
-                Verdict("steady state after", time.monotonic() - start, self.budgets.steady_state_s, "s", ok, msg)
+                Verdict(
+                    "steady state after",
+                    time.monotonic() - start,
+                    self.budgets.steady_state_s,
+                    "s",
+                    outcome_of(ok),
+                    msg,
+                )
             )
 
     def verdict(self, v: Verdict) -> Verdict:
@@ -297,9 +366,10 @@ class ScenarioRun:
                     self._spend(POST_HEAL_TRAFFIC, remaining)
             self.traffic.stop()
             if window is not None and self.slo_budget is not None:
-                for v in self.traffic.slo(self.slo_budget, window).verdicts:
+                outage = self.budgets.expected.get("api_unavailability_s")
+                for v in self.traffic.slo(self.slo_budget, window, outage=outage).verdicts:
                     if self.slo_include is None or v.name in self.slo_include:
-                        self.verdict(Verdict(f"clients: {v.name}", v.measured, v.budget, v.unit, v.passed, v.message))
+                        self.verdict(dataclasses.replace(v, name=f"clients: {v.name}"))
             cluster = self.cluster
             ledger = self.traffic.ledger.verify(url=cluster.lb_url(), tls=cluster.admin_tls())
             self.measure(
@@ -311,7 +381,11 @@ class ScenarioRun:
                     "maybe": ledger.maybe,
                 },
             )
-            self.verdict(Verdict("clients: no acknowledged write lost", None, None, "", ledger.passed, ledger.message))
+            name = "clients: no acknowledged write lost"
+            if ledger.acknowledged_writes == 0 and ledger.acknowledged_deletes == 0:
+                self.verdict(inconclusive(name, f"no write was acknowledged, so none could be lost ({ledger.message})"))
+            else:
+                self.verdict(check(name, ledger.passed, ledger.message))
 
     def finish(self) -> None:
         """Attach the verdict table and fail with every failed verdict named; runs once."""
@@ -322,12 +396,19 @@ class ScenarioRun:
         self.client_verdicts()
         table = "\n".join(v.line() for v in self.verdicts)
         report.attach_text("budgets vs measured", table)
-        report.attach_json("verdicts", [v.__dict__ for v in self.verdicts])
+        report.attach_json("verdicts", [v.to_dict() for v in self.verdicts])
         report.attach_json("fault journal", [r.__dict__ for r in self.injector.records()])
         if self.measurements:
             report.attach_json("measurements", self.measurements)
-        failed = [v for v in self.verdicts if not v.passed]
-        if failed:
-            raise ScenarioFailed(f"{len(failed)} verdict(s) failed:\n" + "\n".join(v.line() for v in failed))
+        result = overall(v.outcome for v in self.verdicts)
+        if result is Outcome.FAIL:
+            failed = [v for v in self.verdicts if v.outcome is Outcome.FAIL]
+            others = "\n".join(v.line() for v in self.verdicts if not v.passed)
+            raise ScenarioFailed(f"{len(failed)} verdict(s) failed:\n{others}")
         if not self.verdicts:
-            raise ScenarioFailed(f"scenario {self.name} reached no verdict: a scenario must measure something")
+            raise ScenarioInconclusive(f"inconclusive: {self.name} reached no verdict; nothing passes on no data")
+        if result is not Outcome.PASS:
+            unmade = [v for v in self.verdicts if not v.passed]
+            raise ScenarioInconclusive(
+                f"inconclusive: {len(unmade)} measurement(s) could not be made:\n" + "\n".join(v.line() for v in unmade)
+            )

@@ -9,7 +9,6 @@ from kubernetes.client import ApiException
 
 from harness import report, windows
 from harness.checks.availability import AvailabilitySampler, lb_outage_verdict
-from harness.checks.budgets import check, within
 from harness.checks.leaders import LeaseInfo, read_lease
 from harness.errors import ClusterError
 from harness.faults.catalog import KillComponent, PowerOffNode
@@ -18,6 +17,7 @@ from harness.providers.base import Cluster, Component
 from harness.providers.haproxy import parse_stats_csv
 from harness.scenario import ScenarioRun
 from harness.status import lease_leaders
+from harness.verdicts import check
 
 pytestmark = [pytest.mark.disruptive, pytest.mark.control_plane]
 
@@ -45,9 +45,9 @@ def test_power_off_lease_holder(scenario: ScenarioRun, cluster: Cluster) -> None
     to its new acquire time; the longest outage of the API through the LB (20 Hz samples); what
     clients through the LB saw.
 
-    SLO: one controller-manager lease holder; each handover within the lease handover budget
-    (lease duration + 2.2 retry periods + margin); LB outage within the LB's mark-down budget;
-    steady state after (the node rejoins); clients within the control-plane-node-loss budget.
+    SLO: one controller-manager lease holder; each handover within the lease handover SLO
+    (the lease settings' prediction is shown beside it); LB outage within the LB's mark-down SLO;
+    steady state after (the node rejoins); clients within the control-plane-node-loss SLO.
     """
     run = scenario
     run.steady_state_before()
@@ -112,16 +112,16 @@ def test_power_off_lease_holder(scenario: ScenarioRun, cluster: Cluster) -> None
             },
         )
         run.verdict(
-            within(
+            run.budgets.within(
+                "lease_handover_s",
                 f"{lease} lease handover",
                 took,
-                run.budgets.lease_handover_s,
                 what=f"{lease} leadership moving off powered-off {holder} (to {new_nodes.get(lease)})",
             )
         )
     lb = api.series["lb"]
     run.measure("lb_samples", {"count": lb.count(), "failures": lb.failures(), "resolution_s": lb.resolution_s()})
-    run.verdict(lb_outage_verdict(lb, run.budgets.api_unavailability_via_lb_s))
+    run.verdict(lb_outage_verdict(lb, run.budgets))
     run.steady_state_after()
 
 
@@ -140,9 +140,9 @@ def test_kill_one_apiserver_lb_routes_around(scenario: ScenarioRun, cluster: Clu
     through the LB over the whole fault (client-visible errors) and in the routed-around window;
     the longest outage of the API through the LB (20 Hz samples); what clients through the LB saw.
 
-    SLO: mark-down within the LB's mark-down budget; no failed request once routed around; LB
-    outage within the mark-down budget; steady state after; clients within the apiserver-kill
-    budget.
+    SLO: mark-down within the LB's mark-down SLO; no failed request once routed around; LB
+    outage within the mark-down SLO; steady state after; clients within the apiserver-kill
+    SLO.
     """
     run = scenario
     run.steady_state_before()
@@ -166,10 +166,10 @@ def test_kill_one_apiserver_lb_routes_around(scenario: ScenarioRun, cluster: Clu
     errors = lb.failures(killed.applied_at, killed.healed_at)
     run.measure("client_visible_errors", errors)
     run.verdict(
-        within(
+        run.budgets.within(
+            "lb_mark_down_s",
             "LB marks the dead apiserver down",
             marked,
-            run.budgets.lb_mark_down_s,
             what=f"HAProxy health checks taking {victim} out of rotation",
         )
     )
@@ -182,5 +182,5 @@ def test_kill_one_apiserver_lb_routes_around(scenario: ScenarioRun, cluster: Clu
             f"({errors} client-visible errors in the whole fault window)",
         )
     )
-    run.verdict(lb_outage_verdict(lb, run.budgets.api_unavailability_via_lb_s))
+    run.verdict(lb_outage_verdict(lb, run.budgets))
     run.steady_state_after()

@@ -17,9 +17,10 @@ from types import TracebackType
 
 import requests
 
-from harness.checks.budgets import Verdict, within
+from harness.checks.budgets import Budgets
 from harness.errors import HarnessError
 from harness.net.tls import TLSClient
+from harness.verdicts import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,11 @@ class TargetSeries:
             out.append(Outage(start, None, count, first))
         return out
 
-    def longest_outage_s(self) -> float:
-        until = self.samples[-1].t if self.samples else 0.0
+    def longest_outage_s(self) -> float | None:
+        """Longest run of failed samples; None when nothing was sampled (no verdict possible)."""
+        if not self.samples:
+            return None
+        until = self.samples[-1].t
         return max((o.duration(until) for o in self.outages()), default=0.0)
 
     def failures(self, start: float = 0.0, end: float = float("inf")) -> int:
@@ -188,11 +192,12 @@ class AvailabilitySampler:
             session.close()
 
 
-def lb_outage_verdict(lb: TargetSeries, budget_s: float) -> Verdict:
+def lb_outage_verdict(lb: TargetSeries, budgets: Budgets) -> Verdict:
     """The verdict every disruptive scenario gives: the longest outage clients saw through the LB."""
-    return within(
+    return budgets.within(
+        "api_unavailability_s",
         "API unavailability via LB",
         lb.longest_outage_s(),
-        budget_s,
         what="longest client-visible outage through the LB",
+        missing=f"the availability sampler took no sample of {lb.url}",
     )

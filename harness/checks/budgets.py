@@ -1,8 +1,10 @@
-"""Budgets in one place, derived from the cluster's configured timings, and measured verdicts.
+"""A run's SLOs and what the cluster's configuration predicts for them, in one place.
 
-A budget is what a correctly configured HA cluster with these settings must achieve, plus a
-stated margin for this harness's measurement resolution and a loaded 2-core machine. Change a
-timing in the config and the budgets move with it: a scenario never hard-codes a number.
+Scenarios judge by the user's objectives (harness.slo), never by what the settings imply: a
+cluster configured to be slow fails, and its verdict names the setting that makes it so. The
+prediction still matters twice: it is shown beside every measurement ("expected"), and waits
+watch until the later of the SLO and the prediction, so an overrun is measured as a figure
+instead of cut short as "never".
 """
 
 from __future__ import annotations
@@ -10,66 +12,80 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.config import ClusterConfig
+from harness.slo import MARGIN_S, Expectations, Objectives, expectations, explain
+from harness.verdicts import Verdict, inconclusive, within
 
-# Sampling resolution and scheduling noise on a busy small machine.
-MARGIN_S = 2.0
+__all__ = ["MARGIN_S", "Budgets"]
 
 
 @dataclass(frozen=True)
 class Budgets:
-    etcd_reelection_s: float
-    etcd_recovery_s: float
-    api_unavailability_via_lb_s: float
-    lb_mark_down_s: float
-    lease_handover_s: float
-    rollout_completion_s: float
-    steady_state_s: float
+    objectives: Objectives
+    expected: Expectations
 
     @classmethod
-    def for_config(cls, cfg: ClusterConfig) -> Budgets:
-        e, le, lb = cfg.etcd, cfg.leader_election, cfg.load_balancer
-        # A follower waits one election timeout (randomised up to 2x) before campaigning.
-        reelection = 2 * e.election_timeout_ms / 1000 + MARGIN_S
-        mark_down = lb.fall * lb.check_interval_ms / 1000 + lb.check_interval_ms / 1000
-        return cls(
-            etcd_reelection_s=reelection,
-            # Upstream e2e expects etcd-failure recovery within 60 s.
-            etcd_recovery_s=60.0,
-            # Clients see errors through the LB at most until the checks mark the backend down.
-            api_unavailability_via_lb_s=mark_down + MARGIN_S,
-            lb_mark_down_s=mark_down + MARGIN_S,
-            # A standby takes the lease once it has seen it unrenewed for a lease duration. It only
-            # looks every retry period (jittered up to 1.2x), and its clock of "last renewed" starts
-            # when it first saw the last renewal, up to one retry period late.
-            lease_handover_s=le.lease_duration_s + 2.2 * le.retry_period_s + 2 * MARGIN_S,
-            rollout_completion_s=90.0,
-            steady_state_s=90.0,
+    def for_config(cls, cfg: ClusterConfig, objectives: Objectives | None = None) -> Budgets:
+        return cls(objectives or Objectives(), expectations(cfg))
+
+    # The SLOs scenarios and waits read, by name.
+    @property
+    def etcd_reelection_s(self) -> float:
+        return self.objectives.etcd_reelection_s
+
+    @property
+    def etcd_recovery_s(self) -> float:
+        return self.objectives.etcd_recovery_s
+
+    @property
+    def api_unavailability_s(self) -> float:
+        return self.objectives.api_unavailability_s
+
+    @property
+    def lb_mark_down_s(self) -> float:
+        return self.objectives.lb_mark_down_s
+
+    @property
+    def lease_handover_s(self) -> float:
+        return self.objectives.lease_handover_s
+
+    @property
+    def rollout_completion_s(self) -> float:
+        return self.objectives.rollout_completion_s
+
+    @property
+    def steady_state_s(self) -> float:
+        return self.objectives.steady_state_s
+
+    @property
+    def api_answer_without_quorum_s(self) -> float:
+        return self.objectives.api_answer_without_quorum_s
+
+    def watch_s(self, key: str) -> float:
+        """How long to watch for the quantity `key`: the later of its SLO and the configuration's prediction."""
+        slo = float(getattr(self.objectives, key))
+        prediction = self.expected.get(key)
+        if prediction is None or prediction.value == float("inf"):
+            return slo
+        return max(slo, prediction.value)
+
+    def within(
+        self, key: str, name: str, measured: float | None, what: str = "", unit: str = "s", *, missing: str = ""
+    ) -> Verdict:
+        """A verdict of `measured` against the SLO `key`, with the prediction and, on failure, the slow setting.
+
+        None is "never happened while watched" (a FAIL), unless `missing` is given: then None means
+        the quantity could not be measured, and `missing` says why (INCONCLUSIVE).
+        """
+        slo = float(getattr(self.objectives, key))
+        if measured is None and missing:
+            return inconclusive(name, missing, slo, unit)
+        prediction = self.expected.get(key)
+        return within(
+            name,
+            measured,
+            slo,
+            unit,
+            what,
+            expected=prediction.value if prediction is not None else None,
+            explanation=explain(slo, prediction, unit),
         )
-
-
-@dataclass(frozen=True)
-class Verdict:
-    name: str
-    measured: float | None
-    budget: float | None
-    unit: str
-    passed: bool
-    message: str
-
-    def line(self) -> str:
-        m = "n/a" if self.measured is None else f"{self.measured:.2f}{self.unit}"
-        b = "n/a" if self.budget is None else f"{self.budget:.2f}{self.unit}"
-        return f"{'PASS' if self.passed else 'FAIL'} {self.name}: measured {m}, budget {b}. {self.message}"
-
-
-def within(name: str, measured: float | None, budget: float, unit: str = "s", what: str = "") -> Verdict:
-    """measured <= budget; a measurement that never happened (None) fails."""
-    if measured is None:
-        return Verdict(name, None, budget, unit, False, f"{what or name} never happened within the observation")
-    ok = measured <= budget
-    msg = f"{what or name} took {measured:.2f}{unit}" + ("" if ok else f", over the {budget:.2f}{unit} budget")
-    return Verdict(name, measured, budget, unit, ok, msg)
-
-
-def check(name: str, ok: bool, message: str) -> Verdict:
-    return Verdict(name, None, None, "", ok, message)

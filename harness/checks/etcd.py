@@ -17,6 +17,7 @@ import requests
 
 from harness.net.http import loopback_session
 from harness.net.tls import TLSClient
+from harness.verdicts import Verdict, check, inconclusive
 
 log = logging.getLogger(__name__)
 
@@ -237,11 +238,18 @@ class WriteProbe:
             seq += 1
             self._stop.wait(self.interval_s)
 
-    def longest_gap_s(self, start: float = 0.0, end: float = float("inf")) -> float:
-        """Longest time between consecutive successful writes within [start, end]."""
-        times = [t for t, ok in self.attempts if ok and start <= t <= end]
+    def longest_gap_s(self, start: float = 0.0, end: float = float("inf")) -> float | None:
+        """Longest time between consecutive successful writes within [start, end].
+
+        None when no write was attempted in the window (nothing to judge); infinity when writes
+        were attempted but fewer than two succeeded (they stopped).
+        """
+        attempted = [(t, ok) for t, ok in self.attempts if start <= t <= end]
+        if not attempted:
+            return None
+        times = [t for t, ok in attempted if ok]
         if len(times) < 2:
-            return float("inf") if self.attempts else 0.0
+            return float("inf")
         return max(b - a for a, b in itertools.pairwise(times))
 
     def first_success_after(self, t: float) -> float | None:
@@ -279,3 +287,12 @@ def hash_agreement(client: EtcdClient) -> tuple[bool, dict[str, int], int]:
     common = min(revs.values())
     hashes = {ep.name: client.hash_kv(ep, common)[0] for ep in client.endpoints}
     return len(set(hashes.values())) == 1, hashes, common
+
+
+def no_acknowledged_write_lost(probe: WriteProbe) -> Verdict:
+    """Every write the probe saw acknowledged is on every member; inconclusive when none was acknowledged."""
+    name = "no acknowledged write lost"
+    if not probe.acked:
+        return inconclusive(name, "the write probe had no write acknowledged, so none could be checked")
+    lost = probe.lost()
+    return check(name, not lost, f"{len(probe.acked)} acknowledged writes checked on every member; lost: {lost[:10]}")

@@ -1,145 +1,31 @@
-"""SLO verdicts of a scenario: what clients saw during and after a fault, against one budget table.
+"""Client verdicts of a scenario: what clients saw during and after a fault, against the user's SLOs.
 
-Five verdicts, each with the number measured, the budget and a message naming both:
+Five verdicts, each with the number measured, the SLO (harness.slo.ClientObjectives, one
+profile per kind of fault) and a message naming both:
 - error ratio during the fault window;
 - longest client-visible unavailability: the longest time between two successful requests,
-  anywhere from the fault's start until the end of the after-heal window;
+  anywhere from the fault's start until the end of the after-heal window (with what the
+  configuration predicts beside it, and the slow setting named when it predicts a miss);
 - p99 latency during the fault window, and after heal;
 - time to steady throughput after heal: from heal until successes per second stay at or above
   a fraction of the pre-fault baseline, with no failures, for `steady_hold_s` seconds.
 
-A verdict on nothing fails: no request in the fault window, no baseline before the fault or no
-traffic after heal each fail with a message saying what is missing.
+A verdict on nothing is INCONCLUSIVE, never a pass: no request in the fault window, no baseline
+before the fault or no traffic after heal each say what is missing.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 
-from harness.checks.budgets import MARGIN_S, Budgets, Verdict
-from harness.config import ClusterConfig
-from harness.load.errors import LoadError
 from harness.load.timeline import Timeline, Window, WindowLike
+from harness.slo import ClientObjectives, Prediction, explain
+from harness.verdicts import Verdict, inconclusive, outcome_of
 
 # Seconds of traffic at the start of a run not used as baseline: users are still being spawned.
 RAMP_UP_S = 2.0
-
-
-@dataclass(frozen=True)
-class SloBudget:
-    """The limits a scenario's clients may see. Latencies in milliseconds, times in seconds."""
-
-    max_error_ratio_during_fault: float
-    max_unavailability_s: float
-    max_p99_during_fault_ms: float
-    max_p99_after_heal_ms: float
-    max_time_to_steady_s: float
-    # Throughput counts as steady again at this fraction of the pre-fault baseline...
-    steady_fraction: float = 0.8
-    # ...held for this many consecutive seconds without a failure.
-    steady_hold_s: int = 3
-    # How long after heal the "after" verdicts look.
-    after_heal_window_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        for name in (
-            "max_error_ratio_during_fault",
-            "max_unavailability_s",
-            "max_p99_during_fault_ms",
-            "max_p99_after_heal_ms",
-            "max_time_to_steady_s",
-            "after_heal_window_s",
-        ):
-            if not getattr(self, name) >= 0:
-                raise LoadError(f"SloBudget.{name}={getattr(self, name)!r} must be >= 0")
-        if not 0 < self.steady_fraction <= 1:
-            raise LoadError(f"SloBudget.steady_fraction={self.steady_fraction!r} must be in (0, 1]")
-        if self.steady_hold_s < 1:
-            raise LoadError(f"SloBudget.steady_hold_s={self.steady_hold_s!r} must be at least 1")
-
-
-def budget_table(cfg: ClusterConfig | None = None) -> Mapping[str, SloBudget]:
-    """The one SLO budget table, per scenario, derived from the cluster's configured timings.
-
-    Unavailability budgets move with the configuration, as harness.checks.budgets does: an etcd
-    leader loss is bounded by re-election (two election timeouts plus margin); a dead apiserver
-    behind an LB without redispatch by the checks marking it down (fall x inter plus margin).
-    Error ratios and latencies are what a client of a 3-node control plane may see on a small
-    machine; upstream e2e allows 60 s for recovery after an etcd failure.
-    """
-    b = Budgets.for_config(cfg or ClusterConfig())
-    lb_down = b.api_unavailability_via_lb_s
-    return MappingProxyType(
-        {
-            "steady-state": SloBudget(
-                max_error_ratio_during_fault=0.0,
-                max_unavailability_s=MARGIN_S,
-                max_p99_during_fault_ms=1000,
-                max_p99_after_heal_ms=1000,
-                max_time_to_steady_s=5.0,
-            ),
-            "apiserver-kill": SloBudget(
-                max_error_ratio_during_fault=0.35,
-                max_unavailability_s=lb_down,
-                max_p99_during_fault_ms=5000,
-                max_p99_after_heal_ms=1000,
-                max_time_to_steady_s=lb_down + 10.0,
-            ),
-            # In the stacked topology the apiserver beside a lost etcd member keeps taking requests
-            # until the LB's checks mark it down, and holds each until its etcd client gives up:
-            # a request sent in that window may take up to the mark-down time.
-            "etcd-leader-kill": SloBudget(
-                max_error_ratio_during_fault=0.20,
-                max_unavailability_s=b.etcd_reelection_s + MARGIN_S,
-                max_p99_during_fault_ms=lb_down * 1000,
-                max_p99_after_heal_ms=1000,
-                max_time_to_steady_s=20.0,
-            ),
-            "etcd-member-loss": SloBudget(
-                max_error_ratio_during_fault=0.35,
-                max_unavailability_s=max(lb_down, b.etcd_reelection_s) + MARGIN_S,
-                max_p99_during_fault_ms=lb_down * 1000,
-                max_p99_after_heal_ms=1000,
-                max_time_to_steady_s=b.etcd_recovery_s / 2,
-            ),
-            # A partitioned node's apiserver still accepts requests but its etcd member cannot
-            # answer: clients it holds wait until the LB takes it out or their own deadline (the
-            # Locust users' 10 s request timeout) ends the wait. A gray failure, unlike a kill.
-            "etcd-partition": SloBudget(
-                max_error_ratio_during_fault=0.35,
-                max_unavailability_s=max(lb_down, b.etcd_reelection_s) + MARGIN_S,
-                max_p99_during_fault_ms=10000,
-                max_p99_after_heal_ms=1000,
-                max_time_to_steady_s=b.etcd_recovery_s / 2,
-            ),
-            "control-plane-node-loss": SloBudget(
-                max_error_ratio_during_fault=0.35,
-                max_unavailability_s=max(lb_down, b.etcd_reelection_s) + MARGIN_S,
-                max_p99_during_fault_ms=10000,
-                max_p99_after_heal_ms=1500,
-                max_time_to_steady_s=b.etcd_recovery_s,
-            ),
-            "lb-failover": SloBudget(
-                max_error_ratio_during_fault=0.50,
-                max_unavailability_s=15.0,
-                max_p99_during_fault_ms=10000,
-                max_p99_after_heal_ms=1000,
-                max_time_to_steady_s=30.0,
-            ),
-        }
-    )
-
-
-def budget_for(scenario: str, cfg: ClusterConfig | None = None) -> SloBudget:
-    table = budget_table(cfg)
-    try:
-        return table[scenario]
-    except KeyError:
-        raise LoadError(f"no SLO budget for scenario {scenario!r}; known: {', '.join(sorted(table))}") from None
 
 
 @dataclass(frozen=True)
@@ -165,15 +51,34 @@ class SloReport:
         return "\n".join(v.line() for v in self.verdicts)
 
 
-def _verdict(name: str, measured: float, budget: float, unit: str, what: str, detail: str = "") -> Verdict:
+def _verdict(
+    name: str,
+    measured: float,
+    budget: float,
+    unit: str,
+    what: str,
+    detail: str = "",
+    prediction: Prediction | None = None,
+) -> Verdict:
+    expected = prediction.value if prediction is not None else None
+    why = explain(budget, prediction, unit)
     if not math.isfinite(measured):
-        return Verdict(name, None, budget, unit, False, f"{what}: never ({detail})")
+        return Verdict(
+            name,
+            None,
+            budget,
+            unit,
+            outcome_of(False),
+            f"{what}: never ({detail})" + (f"; {why}" if why else ""),
+            expected,
+        )
     passed = measured <= budget
     num = f"{measured:.3f}" if unit == "" else f"{measured:.2f}{unit}"
     bud = f"{budget:.3f}" if unit == "" else f"{budget:g}{unit}"
     extra = f" ({detail})" if detail else ""
+    verdict = f"{what} {num}{extra} {'within' if passed else 'exceeds'} SLO {bud}"
     return Verdict(
-        name, measured, budget, unit, passed, f"{what} {num}{extra} {'within' if passed else 'exceeds'} budget {bud}"
+        name, measured, budget, unit, outcome_of(passed), verdict + ("" if passed or not why else f"; {why}"), expected
     )
 
 
@@ -192,16 +97,21 @@ def slowest(timeline: Timeline, since: float, label: str, n: int = 3) -> str:
 
 
 def _missing(name: str, budget: float, unit: str, why: str) -> Verdict:
-    return Verdict(name, None, budget, unit, False, f"no verdict possible: {why}")
+    return inconclusive(name, why, budget, unit)
 
 
 def evaluate(
     timeline: Timeline,
     fault: WindowLike,
-    budget: SloBudget,
+    budget: ClientObjectives,
     baseline: WindowLike | None = None,
+    outage: Prediction | None = None,
 ) -> SloReport:
-    """Judge one fault window of a run's timeline against a budget."""
+    """Judge one fault window of a run's timeline against the clients' SLOs.
+
+    `outage` is what the cluster's configuration predicts for the longest unavailability
+    (harness.slo.expectations' api_unavailability_s), shown beside the measurement.
+    """
     fw = Window.of(fault)
     run_end = timeline.records[-1].end if timeline.records else fw.end
     run_start = timeline.records[0].start if timeline.records else fw.start
@@ -243,6 +153,7 @@ def evaluate(
                 "s",
                 "longest time without a successful request",
                 f"from {gap.start:.2f} to {gap.end:.2f}, {gap.failures} failures in it",
+                outage,
             )
         )
 
@@ -304,7 +215,7 @@ def evaluate(
 def _time_to_steady(
     timeline: Timeline,
     fw: Window,
-    budget: SloBudget,
+    budget: ClientObjectives,
     baseline: WindowLike | None,
     run_start: float,
     run_end: float,

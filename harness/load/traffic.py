@@ -4,7 +4,7 @@
         ...inject the fault, heal, wait for recovery...
     timeline = t.timeline()
     verdict = t.ledger.verify(kube)       # or url=..., tls=...
-    report = t.slo(budget_for("apiserver-kill"), fault=(applied_at, healed_at))
+    report = t.slo(Objectives().client("apiserver-kill"), fault=(applied_at, healed_at))
     t.cleanup()                            # delete the traffic namespace
 
 Leaving the with-block stops the load (also on an exception); reading the timeline and
@@ -34,10 +34,11 @@ from harness.load.ledger import Ledger
 from harness.load.records import RecordSet, read_dir
 from harness.load.runner import LocustRun, ProcessExit
 from harness.load.settings import TrafficSettings
-from harness.load.slo import SloBudget, SloReport, evaluate
+from harness.load.slo import SloReport, evaluate
 from harness.load.timeline import Timeline, WindowLike
 from harness.load.watches import WatchSummary, summarize
 from harness.net.tls import TLSClient
+from harness.slo import ClientObjectives, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -211,8 +212,9 @@ class Traffic:
 
     def slo(
         self,
-        budget: SloBudget,
+        objectives: ClientObjectives,
         fault: WindowLike,
         baseline: WindowLike | None = None,
+        outage: Prediction | None = None,
     ) -> SloReport:
-        return evaluate(self.timeline(), fault, budget, baseline)
+        return evaluate(self.timeline(), fault, objectives, baseline, outage)

@@ -251,6 +251,9 @@ class AttachedCluster:
             self.name, Capability.VARIANT_CLUSTERS, f"a cluster with {dict(settings)} is not made here"
         )
 
+    def declared_objectives(self) -> Mapping[str, object]:
+        return {}
+
     def certificate_files(self) -> dict[str, list[Path]]:
         raise UnsupportedCapability(self.name, Capability.CERTIFICATE_FILES, "the files live on the machines")
 

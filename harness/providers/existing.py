@@ -611,6 +611,9 @@ class ExistingCluster(AttachedCluster):
                 commands=n.commands,
             )
 
+    def declared_objectives(self) -> Mapping[str, object]:
+        return self.inventory.slo
+
     def kubeconfig_context(self) -> str:
         return self.inventory.context
 

@@ -364,6 +364,9 @@ class LocalCluster:
         values["address_block"] = (self.cfg.address_block + 100 + index) % 256
         return LocalCluster(config.build(values), self._bins)
 
+    def declared_objectives(self) -> Mapping[str, object]:
+        return {}  # a local cluster's SLOs are the run's: kubequake.toml [slo] and --set slo.*
+
     def certificate_files(self) -> dict[str, list[Path]]:
         p, cps = self.pki, self.control_planes()
         return {

@@ -42,11 +42,11 @@ from harness.providers.base import Capability
 from harness.report.redact import redact as redact_text
 
 if TYPE_CHECKING:
-    from harness.checks.budgets import Verdict
     from harness.faults.journal import FaultRecord
     from harness.report.logs import FaultLike, LogSource
     from harness.report.plots import FaultWindow, PhaseSpan, ProbeSample, SecondRow
     from harness.status import ClusterStatus
+    from harness.verdicts import Verdict
 
 log = logging.getLogger(__name__)
 

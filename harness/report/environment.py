@@ -196,7 +196,7 @@ def write_environment(results: Path, env: ReportEnvironment) -> Path:
 # -- categories ------------------------------------------------------------------------------
 # Allure matches each regex against a failure's whole message (Java `matches`), so every pattern
 # is (?s).*...*; the first category that matches wins, hence the order: the worst news first.
-# Every pattern quotes the harness's own wording: verdict lines (harness.checks.budgets,
+# Every pattern quotes the harness's own wording: verdict lines (harness.verdicts,
 # harness.load.slo, the scenarios), status problems (harness.status) and HarnessError texts.
 CATEGORIES: list[dict[str, Any]] = [
     {
@@ -206,6 +206,14 @@ CATEGORIES: list[dict[str, Any]] = [
         "matchedStatuses": ["failed", "broken"],
         "messageRegex": r"(?s).*(FAIL no acknowledged write lost|acknowledged writes? lost|lost: \[['\"]"
         r"|\b[1-9][0-9]* lost, |\bLOST |\bRESURRECTED ).*",
+    },
+    {
+        "name": "inconclusive",
+        "description": "A measurement could not be made: no samples, probes failing before the fault, too "
+        "little baseline traffic, a fault nobody saw applied. Neither a pass nor the cluster's failure: "
+        "the message says what was missing.",
+        "matchedStatuses": ["broken"],
+        "messageRegex": r"(?s).*\binconclusive: .*",
     },
     {
         "name": "harness or environment error",
@@ -225,11 +233,11 @@ CATEGORIES: list[dict[str, Any]] = [
         r"|a new etcd leader not reached).*",
     },
     {
-        "name": "failover over budget",
-        "description": "Recovery happened, but slower than the budget derived from the cluster's timings "
-        "(or never within the observation).",
+        "name": "SLO missed",
+        "description": "Recovery happened, but slower than the user's SLO (or never within the observation); "
+        "when the configuration itself predicts the miss, the message names the setting.",
         "matchedStatuses": ["failed", "broken"],
-        "messageRegex": r"(?s).*(over the [0-9.]+[a-z]* budget|exceeds budget|never happened within the observation"
+        "messageRegex": r"(?s).*(over the [0-9.]+[a-z]* SLO|exceeds SLO|never happened within the observation"
         r"|: never \().*",
     },
     {

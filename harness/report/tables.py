@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from harness.checks.budgets import Verdict
     from harness.faults.journal import FaultRecord
     from harness.status import ClusterStatus
+    from harness.verdicts import Verdict
 
 
 def render(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -135,7 +135,7 @@ def verdicts_text(verdicts: Sequence[Verdict]) -> str:
     if not verdicts:
         return "no verdicts"
     rows = [
-        ["PASS" if v.passed else "FAIL", v.name, _num(v.measured, v.unit), _num(v.budget, v.unit), v.message]
+        ["PASS" if v.passed else "FAIL", v.name, _num(v.measured, v.unit), _num(v.slo, v.unit), v.message]
         for v in verdicts
     ]
     return render(["result", "verdict", "measured", "budget", "detail"], rows)
@@ -151,7 +151,7 @@ def verdicts_html(verdicts: Sequence[Verdict]) -> str:
     rows = []
     for v in verdicts:
         result = "PASS" if v.passed else "FAIL"
-        cells = [result, v.name, _num(v.measured, v.unit), _num(v.budget, v.unit), v.message]
+        cells = [result, v.name, _num(v.measured, v.unit), _num(v.slo, v.unit), v.message]
         rows.append(f'<tr class="{result}">' + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     head = "".join(f"<th>{h}</th>" for h in ("result", "verdict", "measured", "budget", "detail"))
     return (
@@ -168,10 +168,10 @@ def key_verdict(verdicts: Sequence[Verdict]) -> Verdict | None:
     """
     failed = [v for v in verdicts if not v.passed]
     for group in (
-        [v for v in failed if v.measured is not None and v.budget is not None],
+        [v for v in failed if v.measured is not None and v.slo is not None],
         failed,
-        [v for v in verdicts if v.measured is not None and v.budget is not None and v.unit == "s"],
-        [v for v in verdicts if v.measured is not None and v.budget is not None],
+        [v for v in verdicts if v.measured is not None and v.slo is not None and v.unit == "s"],
+        [v for v in verdicts if v.measured is not None and v.slo is not None],
         list(verdicts),
     ):
         if group:

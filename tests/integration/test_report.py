@@ -173,7 +173,7 @@ def test_a_suite_run_becomes_a_report_that_chromium_shows_without_secrets(
     assert env["etcd"] == cluster.bins.versions["etcd"] and env["Provider"] == "local"
     categories = json.loads((out / "data" / "categories.json").read_text())
     by_name = {c["name"]: leaves(c) for c in categories["children"]}
-    assert by_name.get("failover over budget") == [FAILING], by_name
+    assert by_name.get("SLO missed") == [FAILING], by_name
 
     # No key or certificate anywhere: results, the report directory, the single file, JUnit.
     needles = secret_needles(cluster)

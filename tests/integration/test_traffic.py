@@ -31,13 +31,13 @@ from harness.load.ledger import Ledger
 from harness.load.records import WriteOp, WritePhase, read_dir
 from harness.load.runner import LOCUSTFILE, PACKAGE_ROOT, free_loopback_port
 from harness.load.settings import TrafficSettings
-from harness.load.slo import budget_for
 from harness.load.timeline import Window
 from harness.load.traffic import Traffic
 from harness.net.tls import TLSClient
 from harness.net.wait import wait_until
 from harness.providers.base import Component
 from harness.providers.local import LocalCluster
+from harness.slo import Objectives
 from tests.certs import self_signed_ca
 
 pytestmark = pytest.mark.timeout(300)
@@ -146,7 +146,7 @@ def test_steady_state_traffic_has_no_failures_and_a_clean_ledger(
     assert all(e.returncode is not None and not e.killed for e in traffic.exits), traffic.exits
     # No fault at all: a quiet second in the middle must meet the steady-state budget.
     quiet = tl.records[0].end + 5
-    report = traffic.slo(budget_for("steady-state"), (quiet, quiet + 1))
+    report = traffic.slo(Objectives().client("steady-state"), (quiet, quiet + 1))
     assert report.passed, report.message
 
 
@@ -191,7 +191,7 @@ def test_traffic_while_one_apiserver_is_killed(cluster: LocalCluster, kube: clie
     failed = [r for r in t.records().requests if not r.ok]
     assert all(applied - 0.5 <= r.end for r in failed), "failures before the apiserver was killed"
     assert during.failures == len([r for r in failed if applied <= r.end < healed + 6])
-    report = t.slo(budget_for("apiserver-kill", cluster.cfg), fault)
+    report = t.slo(Objectives().client("apiserver-kill"), fault)
     assert all(v.measured is not None for v in report.verdicts), report.message
     assert report["error_ratio_during_fault"].passed, report.message
     assert report["longest_unavailability"].passed, report.message

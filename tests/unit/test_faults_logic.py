@@ -9,13 +9,14 @@ from typing import Any, ClassVar
 import pytest
 
 from harness.checks.availability import Sample, TargetSeries
-from harness.checks.budgets import Budgets, within
+from harness.checks.budgets import Budgets
 from harness.config import build
 from harness.errors import BlastRadiusError, FaultError
 from harness.faults.base import BlastRadius, FaultInjector
 from harness.faults.journal import FaultRecord, Journal
 from harness.providers.base import Capability, UnsupportedCapability
 from harness.providers.netfilter import chain_name
+from harness.verdicts import Outcome, within
 
 
 @dataclass
@@ -153,7 +154,7 @@ def test_journal_lists_unhealed_newest_first_and_survives_a_torn_line(tmp_path: 
     assert [r.description for r in j.unhealed()] == ["c", "a"]
 
 
-def test_budgets_follow_the_configured_timings() -> None:
+def test_slos_stay_the_users_and_a_slow_setting_is_named_in_the_verdict() -> None:
     default = Budgets.for_config(build({}))
     slow = Budgets.for_config(
         build(
@@ -165,15 +166,26 @@ def test_budgets_follow_the_configured_timings() -> None:
             }
         )
     )
-    assert default.etcd_reelection_s == pytest.approx(4.0)
-    assert slow.etcd_reelection_s == pytest.approx(12.0)
-    assert slow.lease_handover_s - default.lease_handover_s == pytest.approx(45.0)
-    assert slow.lb_mark_down_s > default.lb_mark_down_s
+    # The SLOs do not follow the configuration...
+    assert slow.etcd_reelection_s == default.etcd_reelection_s == 5.0
+    assert slow.lease_handover_s == default.lease_handover_s == 30.0
+    # ...the predictions do, and waits watch long enough to measure the slow figure.
+    assert slow.expected["etcd_reelection_s"].value == pytest.approx(12.0)
+    assert slow.watch_s("lease_handover_s") == pytest.approx(60 + 2.2 * 2 + 4)
+    assert default.watch_s("lease_handover_s") == 30.0
+    slow_handover = slow.within("lease_handover_s", "lease handover", 63.0)
+    assert not slow_handover.passed and slow_handover.expected == pytest.approx(68.4)
+    assert "leader_election.lease_duration_s=60" in slow_handover.message
+    fast_handover = default.within("lease_handover_s", "lease handover", 17.0)
+    assert fast_handover.passed and "makes it slow" not in fast_handover.message
+    # No data is inconclusive, never a pass or the cluster's failure.
+    nothing = default.within("etcd_reelection_s", "write gap", None, missing="no probe")
+    assert nothing.outcome is Outcome.INCONCLUSIVE
 
 
 def test_within_fails_a_missing_measurement() -> None:
     assert not within("x", None, 1.0).passed
-    assert "over the 1.00s budget" in within("x", 1.5, 1.0).message
+    assert "over the 1.00s SLO" in within("x", 1.5, 1.0).message
     assert within("x", 0.5, 1.0).passed
 
 

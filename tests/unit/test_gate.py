@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from harness import config
-from harness.checks.budgets import Verdict, check
 from harness.checks.skew import (
     Version,
     VersionError,
@@ -35,6 +34,7 @@ from harness.gate import (
     junit_xml,
     verdict_table,
 )
+from harness.verdicts import Outcome, Verdict, check, inconclusive
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -149,8 +149,12 @@ def test_certificate_verdict_passes_and_fails_on_unreadable() -> None:
 
 def outcomes() -> list[CheckOutcome]:
     return [
-        CheckOutcome("etcd", Verdict("etcd member count is odd", 2, None, "", False, "etcd has 2 members"), 0.25),
-        CheckOutcome("certificates", Verdict("certificates: admin", 364.5, 30, "d", True, "1 certificate"), 0.5),
+        CheckOutcome(
+            "etcd", Verdict("etcd member count is odd", 2, None, "", Outcome.FAIL, "etcd has 2 members"), 0.25
+        ),
+        CheckOutcome(
+            "certificates", Verdict("certificates: admin", 364.5, 30, "d", Outcome.PASS, "1 certificate"), 0.5
+        ),
         CheckOutcome("load balancer", check("API ready through the load balancer", True, "200 ok"), 0.1),
     ]
 
@@ -200,6 +204,20 @@ def test_exit_codes() -> None:
     # A gate that checked nothing must not let an upgrade through.
     assert gate_exit_code([]) == EXIT_COULD_NOT_RUN
     assert GateReport("x", "y", outcomes()).exit_code == 1
+    unmade = CheckOutcome("resilience", inconclusive("resilience suites", "2 scenarios skipped"), 1.0)
+    broken = CheckOutcome("etcd", Verdict("etcd could be checked", None, None, "", Outcome.ERROR, "KeyError"), 0.1)
+    # Not the cluster's failure, and not a pass either: the gate could not say.
+    assert gate_exit_code([*passing, unmade]) == EXIT_COULD_NOT_RUN
+    assert gate_exit_code([*passing, broken]) == EXIT_COULD_NOT_RUN
+    # A broken SLO is the news, whatever else could not be measured.
+    assert gate_exit_code([*outcomes(), unmade, broken]) == EXIT_FAIL
+
+
+def test_junit_tells_failures_from_checks_that_could_not_be_made() -> None:
+    unmade = CheckOutcome("resilience", inconclusive("resilience suites", "2 scenarios skipped"), 1.0)
+    xml = junit_xml(GateReport("x", "y", [*outcomes(), unmade])).decode()
+    assert 'failures="1"' in xml and 'errors="1"' in xml
+    assert 'type="GateCheckInconclusive"' in xml and 'type="GateCheckFailed"' in xml
 
 
 # -- config and CLI input -------------------------------------------------------------------------

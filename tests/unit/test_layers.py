@@ -48,7 +48,11 @@ LAYERS: tuple[Tier, ...] = (
         "settings, processes, certificates, pinned binaries, commands on nodes, and the helpers every "
         "layer above uses (TLS files, HTTP sessions and probes, the small API client, waits with deadlines)",
     ),
-    Tier("L0", ("harness.slo",), "the user's objectives, read from the configuration"),
+    Tier(
+        "L0",
+        ("harness.slo", "harness.verdicts"),
+        "the user's objectives, read from the configuration, and the verdicts with four outcomes every layer reports",
+    ),
     Tier("L1", ("harness.providers",), "the cluster contract and the providers that implement it"),
     Tier("L2", ("harness.checks",), "observations of a cluster; load's SLOs are judged with their verdicts"),
     Tier(

@@ -21,19 +21,19 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from harness.checks.budgets import Verdict, check, within
 from harness.config import ClusterConfig
 from harness.errors import BlastRadiusError, HarnessError
 from harness.faults.journal import FaultRecord
 from harness.load.records import FailureKind, RequestRecord
-from harness.load.slo import SloBudget, evaluate
+from harness.load.slo import evaluate
 from harness.load.timeline import Timeline, Window
 from harness.providers.local import LocalCluster
 from harness.report import environment as envmod
 from harness.report import logs, plots, redact, tables
 from harness.report.junit import read_results, to_junit
 from harness.report.progress import ProgressReader, ProgressWriter
-from harness.scenario import ScenarioFailed, ScenarioRun
+from harness.scenario import ScenarioFailed, ScenarioInconclusive, ScenarioRun
+from harness.slo import ClientObjectives
 from harness.status import (
     ApiServerRow,
     ClusterStatus,
@@ -42,6 +42,7 @@ from harness.status import (
     LoadBalancerRow,
     problems,
 )
+from harness.verdicts import Outcome, Verdict, check, inconclusive, within
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_800_000_000.0
@@ -69,6 +70,16 @@ def scenario_failure(*verdicts: Verdict) -> str:
     for v in verdicts:
         run.verdict(v)
     with pytest.raises(ScenarioFailed) as info:
+        run.finish()
+    return allure_message(info.value)
+
+
+def scenario_inconclusive(*verdicts: Verdict) -> str:
+    """The message of a real ScenarioRun.finish() whose measurements could not all be made."""
+    run = ScenarioRun("test_x", cluster=None, budgets=None, injector=_Injector())  # type: ignore[arg-type]
+    for v in verdicts:
+        run.verdict(v)
+    with pytest.raises(ScenarioInconclusive) as info:
         run.finish()
     return allure_message(info.value)
 
@@ -101,7 +112,7 @@ def slo_over_budget() -> Verdict:
         r if r.ok else RequestRecord(r.start, r.end, "GET", "x", False, FailureKind.CONNECTION_RESET, 0, 1.0)
         for r in recs
     ]
-    budget = SloBudget(0.0, 1.0, 1000, 1000, 60)
+    budget = ClientObjectives(0.0, 1.0, 1000, 1000, 60)
     rep = evaluate(Timeline.from_records(recs), Window(T0 + 10, T0 + 15), budget)
     return rep["longest_unavailability"]
 
@@ -111,14 +122,14 @@ def test_categories_sort_the_harness_own_failures() -> None:
     over = within("etcd re-election", 5.3, 4.0, what="first acknowledged write after killing the leader")
     never = within("etcd re-election", None, 4.0)
     slo = slo_over_budget()
-    assert not slo.passed and "exceeds budget" in slo.message
+    assert not slo.passed and "exceeds SLO" in slo.message
     no_quorum = "; ".join(problems(status(1, leader=None)))
     steady_after = Verdict(
         "steady state after",
         90.0,
         90.0,
         "s",
-        False,
+        Outcome.FAIL,
         f"cluster did not return to steady state: {no_quorum} (cluster kq healthy not reached within 90s)",
     )
     not_recovered = Verdict(
@@ -126,7 +137,7 @@ def test_categories_sort_the_harness_own_failures() -> None:
         90.0,
         90.0,
         "s",
-        False,
+        Outcome.FAIL,
         "cluster did not return to steady state: worker kwok-1 not Ready (...)",
     )
     blast = BlastRadiusError(
@@ -135,9 +146,9 @@ def test_categories_sort_the_harness_own_failures() -> None:
     )
     cases = {
         scenario_failure(over, lost): "data lost",
-        scenario_failure(over): "failover over budget",
-        scenario_failure(never): "failover over budget",
-        scenario_failure(slo): "failover over budget",
+        scenario_failure(over): "SLO missed",
+        scenario_failure(never): "SLO missed",
+        scenario_failure(slo): "SLO missed",
         scenario_failure(steady_after): "quorum lost",
         scenario_failure(not_recovered): "did not recover",
         scenario_failure(check("raft term advanced", False, "term 3 -> 3")): "other verdict failed",
@@ -145,6 +156,11 @@ def test_categories_sort_the_harness_own_failures() -> None:
             HarnessError("cluster not in steady state before the scenario: etcd has no quorum")
         ): "harness or environment error",
         allure_message(blast): "harness or environment error",
+        scenario_inconclusive(within("x", 0.1, 1.0), inconclusive("API unavailability via LB", "no sample")): (
+            "inconclusive"
+        ),
+        # A failed SLO beside a measurement that could not be made is still the cluster's failure.
+        scenario_failure(over, inconclusive("API unavailability via LB", "no sample")): "SLO missed",
     }
     for message, expected in cases.items():
         status_ = "failed" if "ScenarioFailed" in message else "broken"
@@ -157,11 +173,12 @@ def test_categories_sort_the_harness_own_failures() -> None:
 def test_categories_file_is_what_allure_reads(tmp_path: Path) -> None:
     path = envmod.write_categories(tmp_path)
     data = json.loads(path.read_text())
-    assert [c["name"] for c in data][:4] == [
+    assert [c["name"] for c in data][:5] == [
         "data lost",
+        "inconclusive",
         "harness or environment error",
         "quorum lost",
-        "failover over budget",
+        "SLO missed",
     ]
     for cat in data:
         # Allure matches the whole message (Java matches()): every pattern must span it all.
@@ -525,7 +542,7 @@ def test_demo_verdict_table_shows_key_numbers_and_categories() -> None:
     text = verdict_table(rows).splitlines()
     assert text[0].split()[:2] == ["scenario", "result"]
     assert text[2].split()[1:7] == ["FAIL", "etcd", "re-election", "5.30s", "4.00s", "1/2"]
-    assert text[2].rstrip().endswith("failover over budget")
+    assert text[2].rstrip().endswith("SLO missed")
     assert text[3].split()[1:6] == ["PASS", "write", "gap", "0.31s", "4.00s"]
     assert "ERROR" in text[4] and "cluster not in steady state before" in text[4]
     assert text[4].rstrip().endswith("harness or environment error")

@@ -17,23 +17,17 @@ import pytest
 
 from harness import windows
 from harness.checks.budgets import Budgets
+from harness.config import ClusterConfig
 from harness.errors import BlastRadiusError, FaultError, HarnessError
 from harness.faults.base import BlastRadius, FaultInjector
 from harness.faults.journal import Journal
-from harness.scenario import ScenarioRun, ScenarioStopped
+from harness.scenario import ScenarioInconclusive, ScenarioRun, ScenarioStopped
+from harness.verdicts import Outcome
 from harness.windows import Wait, Window
 
 pytest_plugins = ["pytester"]
 
-BUDGETS = Budgets(
-    etcd_reelection_s=2.5,
-    etcd_recovery_s=60.0,
-    api_unavailability_via_lb_s=3.0,
-    lb_mark_down_s=3.0,
-    lease_handover_s=20.0,
-    rollout_completion_s=90.0,
-    steady_state_s=90.0,
-)
+BUDGETS = Budgets.for_config(ClusterConfig())
 
 
 @dataclass
@@ -213,9 +207,13 @@ def test_the_baseline_is_proved_once_before_the_first_fault(tmp_path: Path) -> N
     assert len(good.series["lb"].checked) == 1
     broken = FakeSampler({"lb": FakeSeries(ok=False)})
     log.clear()
-    with pytest.raises(HarnessError, match="probes failing"), run.fault(FakeFault("c", log), baseline=broken):
+    with pytest.raises(ScenarioStopped, match="probes failing"), run.fault(FakeFault("c", log), baseline=broken):
         pass
     assert log == []  # nothing applied on a meaningless measurement
+    # The scenario ends inconclusive, saying why: never a pass, never the cluster's failure.
+    assert run.verdicts[-1].outcome is Outcome.INCONCLUSIVE and "probes failing" in run.verdicts[-1].message
+    with pytest.raises(ScenarioInconclusive, match="probes failing"):
+        run.finish()
 
 
 def test_no_fault_still_gives_the_phases_and_no_window(tmp_path: Path) -> None:
@@ -239,7 +237,7 @@ def test_wait_spends_the_window(tmp_path: Path) -> None:
 
 def test_wait_for_gives_seconds_or_none_at_the_deadline(tmp_path: Path) -> None:
     run = make_run(tmp_path)
-    quick = Wait("quick", lambda b: b.etcd_reelection_s / 25, 0.01, "a test")
+    quick = Wait("quick", lambda b: b.etcd_reelection_s / 50, 0.01, "a test")
     assert quick.timeout(BUDGETS) == pytest.approx(0.1)
     assert run.wait_for(quick, lambda: (False, "not yet")) is None
     took = run.wait_for(quick, lambda: (True, "done"))
@@ -274,7 +272,7 @@ def test_every_window_and_wait_is_named_once_and_says_why() -> None:
 # -- finish() run by the hooks, in a pytest of its own -----------------------------------------
 SUITE = '''
 import pytest
-from harness.checks.budgets import check
+from harness.verdicts import check
 from harness.scenario import ScenarioRun
 
 

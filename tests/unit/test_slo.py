@@ -8,10 +8,11 @@ import math
 import pytest
 
 from harness.config import ClusterConfig, LoadBalancerSettings
-from harness.load.errors import LoadError
+from harness.errors import ConfigError
 from harness.load.records import FailureKind, RequestRecord
-from harness.load.slo import SloBudget, budget_for, budget_table, evaluate
+from harness.load.slo import evaluate
 from harness.load.timeline import Timeline, Window
+from harness.slo import ClientObjectives, Objectives, expectations
 
 T0 = 1_800_000_000.0
 RATE = 20  # requests per second, as paced users produce them
@@ -39,7 +40,7 @@ def outage_run() -> tuple[Timeline, Window]:
     return Timeline.from_records(recs), Window(T0 + 10, T0 + 16)
 
 
-LOOSE = SloBudget(
+LOOSE = ClientObjectives(
     max_error_ratio_during_fault=0.6,
     max_unavailability_s=5.0,
     max_p99_during_fault_ms=1000,
@@ -63,7 +64,7 @@ def test_every_verdict_measures_the_number_and_passes_a_loose_budget() -> None:
 
 def test_tight_budgets_fail_with_messages_naming_measured_and_budget() -> None:
     tl, fault = outage_run()
-    tight = SloBudget(
+    tight = ClientObjectives(
         max_error_ratio_during_fault=0.1,
         max_unavailability_s=1.0,
         max_p99_during_fault_ms=100,
@@ -80,7 +81,7 @@ def test_tight_budgets_fail_with_messages_naming_measured_and_budget() -> None:
         "time_to_steady_throughput",
     }
     msg = report["longest_unavailability"].message
-    assert "3.05s" in msg and "exceeds budget 1s" in msg
+    assert "3.05s" in msg and "exceeds SLO 1s" in msg
     assert "0.500" in report["error_ratio_during_fault"].message
     assert report["p99_during_fault"].line().startswith("FAIL p99_during_fault: measured 400.00ms")
     # A percentile over budget names the requests behind it and when they were sent.
@@ -103,7 +104,7 @@ def test_a_hung_request_after_heal_is_named_with_when_it_was_sent() -> None:
 
 def test_steady_state_run_passes_the_steady_state_budget() -> None:
     tl = Timeline.from_records(paced(T0, T0 + 20))
-    report = evaluate(tl, (T0 + 8, T0 + 12), budget_for("steady-state"))
+    report = evaluate(tl, (T0 + 8, T0 + 12), Objectives().client("steady-state"))
     assert report.passed, report.message
     assert report["error_ratio_during_fault"].measured == 0
 
@@ -133,14 +134,20 @@ def test_total_outage_until_the_end_is_unavailability_not_a_pass() -> None:
     assert not report.passed
 
 
-def test_budget_table_follows_the_cluster_config() -> None:
-    base = budget_for("apiserver-kill")
-    slow_checks = dataclasses.replace(ClusterConfig(), load_balancer=LoadBalancerSettings(fall=5))
-    slower = budget_for("apiserver-kill", slow_checks)
-    assert slower.max_unavailability_s == pytest.approx(base.max_unavailability_s + 4.0)
-    assert set(budget_table()) >= {"steady-state", "apiserver-kill", "etcd-leader-kill"}
-    with pytest.raises(LoadError, match="known: "):
-        budget_for("no-such-scenario")
+def test_client_slos_are_absolute_and_the_configuration_only_predicts() -> None:
+    base = Objectives().client("apiserver-kill")
+    slow_checks = dataclasses.replace(ClusterConfig(), load_balancer=LoadBalancerSettings(check_interval_ms=10000))
+    # A slow configuration does not loosen the SLO the user set...
+    assert Objectives().client("apiserver-kill") == base
+    # ...its prediction is shown beside the measurement, and a miss names the setting.
+    outage = expectations(slow_checks)["api_unavailability_s"]
+    recs = paced(T0, T0 + 10) + paced(T0 + 30, T0 + 60)
+    v = evaluate(Timeline.from_records(recs), (T0 + 10, T0 + 30), base, outage=outage)["longest_unavailability"]
+    assert not v.passed and v.expected == pytest.approx(outage.value)
+    assert "load_balancer.check_interval_ms=10000" in v.message and "makes it slow" in v.message
+    assert set(Objectives().clients) >= {"steady-state", "apiserver-kill", "etcd-leader-kill"}
+    with pytest.raises(ConfigError, match="known: "):
+        Objectives().client("no-such-scenario")
 
 
 @pytest.mark.parametrize(
@@ -153,7 +160,7 @@ def test_budget_table_follows_the_cluster_config() -> None:
     ],
 )
 def test_bad_budgets_are_refused(field: str, value: float) -> None:
-    with pytest.raises(LoadError, match=field):
+    with pytest.raises(ConfigError, match=field):
         dataclasses.replace(LOOSE, **{field: value})
 
 
@@ -162,19 +169,19 @@ def test_p99_after_heal_counts_only_requests_sent_after_the_heal() -> None:
     fault = Window(T0 + 10, T0 + 16)
     hung = [RequestRecord(T0 + 15, T0 + 21, "GET", "x", True, None, 200, 6000.0) for _ in range(20)]
     recs = paced(T0, T0 + 10) + paced(T0 + 10, T0 + 16) + paced(T0 + 16, T0 + 40) + hung
-    budget = budget_for("etcd-leader-kill")
+    budget = Objectives().client("etcd-leader-kill")
     after = evaluate(Timeline.from_records(recs), fault, budget)["p99_after_heal"]
     assert after.passed and after.measured is not None and after.measured < 100, after.message
     # The same slow requests sent after the heal do count against it.
     late = [dataclasses.replace(r, start=T0 + 17, end=T0 + 23) for r in hung]
     after = evaluate(Timeline.from_records(recs[:-20] + late), fault, budget)["p99_after_heal"]
-    assert not after.passed and "exceeds budget" in after.message
+    assert not after.passed and "exceeds SLO" in after.message
 
 
 def test_p99_during_the_fault_includes_requests_that_hung_past_the_heal() -> None:
     fault = Window(T0 + 10, T0 + 16)
     hung = [RequestRecord(T0 + 15, T0 + 27, "GET", "x", True, None, 200, 12000.0) for _ in range(20)]
     recs = paced(T0, T0 + 10) + paced(T0 + 10, T0 + 16) + paced(T0 + 16, T0 + 40) + hung
-    during = evaluate(Timeline.from_records(recs), fault, budget_for("etcd-leader-kill"))["p99_during_fault"]
+    during = evaluate(Timeline.from_records(recs), fault, Objectives().client("etcd-leader-kill"))["p99_during_fault"]
     assert during.measured == pytest.approx(12000.0), during.message
     assert not during.passed

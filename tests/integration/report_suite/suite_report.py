@@ -17,7 +17,6 @@ import pytest
 
 from harness import report
 from harness.checks.availability import AvailabilitySampler
-from harness.checks.budgets import check, within
 from harness.faults.catalog import KillComponent
 from harness.load.settings import TrafficSettings
 from harness.load.traffic import Traffic
@@ -25,6 +24,7 @@ from harness.providers.base import Component
 from harness.providers.local import LocalCluster
 from harness.scenario import ScenarioRun
 from harness.status import collect
+from harness.verdicts import check, within
 
 pytestmark = [pytest.mark.disruptive, pytest.mark.control_plane]
 
@@ -68,7 +68,7 @@ def test_kill_apiserver_under_traffic(scenario: ScenarioRun, cluster: LocalClust
 
 
 def test_status_snapshot_with_an_impossible_budget(scenario: ScenarioRun, cluster: LocalCluster) -> None:
-    """Fails on purpose: a real measurement against a budget of zero lands in 'failover over budget'."""
+    """Fails on purpose: a real measurement against a budget of zero lands in 'SLO missed'."""
     run = scenario
     run.steady_state_before()
     start = time.monotonic()
