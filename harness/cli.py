@@ -107,6 +107,10 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         usage="kubequake run [--config F] [--set KEY=VALUE ...] [--alluredir D] [--junit F] [PYTEST ARGS ...]",
+        description="Run the installed scenario suites (or the paths given) with pytest. The cluster is the one "
+        "of that name that runs (as `kubequake up` left it; attached and left running), else one brought up "
+        "with these settings and torn down after (--keep-cluster keeps it). Every other argument goes to "
+        "pytest: -m MARKEXPR, -k EXPR, -x, --lf, paths, ...",
         help="run the scenario suites (or the given paths) on the cluster `up` started, or on one brought up "
         "with these settings and torn down after; other arguments go to pytest (-m, -k, -x, paths...)",
         allow_abbrev=False,

@@ -118,6 +118,43 @@ class Objectives:
         return out
 
 
+# What each objective means, for `kubequake slo` and the README's table.
+MEANINGS: Mapping[str, str] = MappingProxyType(
+    {
+        "etcd_reelection_s": "first acknowledged write after the etcd leader dies",
+        "etcd_recovery_s": "first acknowledged write after quorum-losing members restart (upstream e2e: 60 s)",
+        "api_unavailability_s": "longest time the API through the LB serves nothing during a fault",
+        "lb_mark_down_s": "HAProxy taking a dead apiserver out of rotation",
+        "lease_handover_s": "a controller-manager or scheduler lease held by a live instance again",
+        "rollout_completion_s": "a Deployment rollout finishing",
+        "steady_state_s": "the whole cluster back in its steady state after heal",
+        "api_answer_without_quorum_s": "without quorum, the API answering a write (an error) instead of holding it",
+        "max_error_ratio_during_fault": "share of client requests that may fail during the fault (0 to 1)",
+        "max_unavailability_s": "longest time clients see no successful request",
+        "max_p99_during_fault_ms": "p99 latency of requests sent during the fault",
+        "max_p99_after_heal_ms": "p99 latency of requests sent after heal",
+        "max_time_to_steady_s": "time from heal until throughput is steady again",
+        "steady_fraction": "share of the pre-fault throughput that counts as steady",
+        "steady_hold_s": "whole seconds throughput must stay steady",
+        "after_heal_window_s": "how long after heal the after-heal verdicts look",
+    }
+)
+
+
+def describe(objectives: Objectives | None = None) -> list[tuple[str, str, str]]:
+    """(key, value, meaning) for every SLO key: the defaults, or the values in `objectives`."""
+    obj = objectives or Objectives()
+    rows = [
+        (f"{PREFIX}{f.name}", f"{getattr(obj, f.name):g}", MEANINGS[f.name])
+        for f in dataclasses.fields(Objectives)
+        if f.name != "clients"
+    ]
+    for profile, client in obj.clients.items():
+        for f in dataclasses.fields(ClientObjectives):
+            rows.append((f"{PREFIX}{profile}.{f.name}", f"{getattr(client, f.name):g}", MEANINGS[f.name]))
+    return rows
+
+
 def known_keys() -> list[str]:
     """Every key `--set slo.KEY=VALUE` accepts, with the prefix."""
     top = [f"{PREFIX}{f.name}" for f in dataclasses.fields(Objectives) if f.name != "clients"]

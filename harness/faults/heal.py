@@ -163,7 +163,10 @@ def heal_leftovers(run_root: Path) -> list[ClusterHeal]:
         try:
             cluster = registry.reopen(dead[0])
         except HarnessError as exc:
-            result.error = f"cannot reach cluster {result.name!r} as its run recorded it: {exc}"
+            result.error = (
+                f"cannot reach cluster {result.name!r} as its run recorded it: {exc}; make that reachable again, "
+                f"or delete {dead[0].path} once the cluster is known to be clean"
+            )
             results.append(result)
             continue
         results.append(_heal(result, cluster, dead, journal_despite_live=False))

@@ -68,16 +68,20 @@ class SessionRecord:
         return proc_start_ticks(self.pid) == self.pid_start
 
 
-def _describe_command(argv: list[str]) -> list[str]:
-    """The command as a user would recognise it: `kubequake run ...`, `pytest ...`, not the interpreter path."""
+def describe_command(argv: list[str], interpreter_argv: list[str] | None = None) -> list[str]:
+    """The command as a user would recognise it: `kubequake run ...`, `python -m pytest ...`.
+
+    `interpreter_argv` (sys.orig_argv) tells `python -m MODULE` apart, where sys.argv[0] is only
+    the module's file.
+    """
     if not argv:
         return []
-    first = Path(argv[0])
-    if first.name == "__main__.py":  # python -m PACKAGE
-        return ["python", "-m", first.parent.name, *argv[1:]]
+    orig = interpreter_argv or []
+    if len(orig) >= 3 and orig[1] == "-m":
+        return ["python", "-m", orig[2], *argv[1:]]
     if argv[0] == "-c":
         return ["python", "-c", *argv[1:]]
-    return [first.name, *argv[1:]]
+    return [Path(argv[0]).name, *argv[1:]]
 
 
 def new_record(
@@ -98,7 +102,7 @@ def new_record(
         run_dir=str(run_dir),
         pid=pid,
         pid_start=start if start is not None else 0,
-        command=_describe_command(list(sys.argv) if command is None else command),
+        command=describe_command(sys.argv, sys.orig_argv) if command is None else describe_command(command),
         created=created,
         teardown=teardown,
         options=options,

@@ -82,3 +82,10 @@ def test_bad_input_names_the_key_and_what_is_allowed(key: str, value: str, messa
 def test_unknown_profile_is_refused_with_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"known: .*apiserver-kill"):
         slo.Objectives().client("nope")
+
+
+def test_every_key_is_described_with_its_value() -> None:
+    rows = slo.describe(slo.build({"slo.lease_handover_s": "45"}))
+    assert sorted(k for k, _, _ in rows) == slo.known_keys()
+    assert ("slo.lease_handover_s", "45", slo.MEANINGS["lease_handover_s"]) in rows
+    assert all(meaning for _, _, meaning in rows)

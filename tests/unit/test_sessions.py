@@ -53,6 +53,19 @@ def test_a_record_round_trips_and_names_its_command_as_typed(tmp_path: Path) -> 
     assert sessions.read_all(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    ("argv", "orig", "shown"),
+    [
+        (["/v/bin/kubequake", "run", "-x"], ["/v/bin/python3", "/v/bin/kubequake", "run", "-x"], "kubequake run -x"),
+        (["/r/harness/cli.py", "heal"], ["/v/bin/python3", "-m", "harness.cli", "heal"], "python -m harness.cli heal"),
+        (["/v/lib/pytest/__main__.py", "-q"], ["python3", "-m", "pytest", "-q"], "python -m pytest -q"),
+        (["-c"], ["python3", "-c", "..."], "python -c"),
+    ],
+)
+def test_the_command_is_recorded_as_it_was_typed(argv: list[str], orig: list[str], shown: str) -> None:
+    assert " ".join(sessions.describe_command(argv, orig)) == shown
+
+
 def test_a_record_of_an_exited_or_reused_pid_is_not_alive(tmp_path: Path) -> None:
     rec = record(tmp_path)
     assert not replace(rec, pid=dead_pid()).alive()
