@@ -11,13 +11,15 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import binaries, config, ctl
+from harness import slo as slomod
 from harness.errors import ClusterError, ConfigError, HarnessError
 from harness.providers import registry
+from harness.verdicts import Outcome
 
 if TYPE_CHECKING:
     from harness.faults.heal import ClusterHeal
@@ -181,6 +183,13 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to wait: start and power-on until ready (default 90), stop before SIGKILL (default 10)",
     )
 
+    so = sub.add_parser(
+        "slo", help="print the SLO table: every key, its value (defaults, or as --config/--set/--inventory set it)"
+    )
+    _add_cluster_args(so)
+    so.add_argument("--inventory", type=Path, default=None, help="include an existing cluster's [slo]")
+    so.add_argument("--json", action="store_true", help="machine-readable output")
+
     rp = sub.add_parser("report", help="generate the HTML report (Allure) and JUnit XML from Allure results")
     rp.add_argument("--results", type=Path, default=Path("reports/allure-results"), help="Allure results directory")
     rp.add_argument("--out", type=Path, default=Path("reports/allure-report"), help="HTML report directory")
@@ -189,7 +198,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cluster_config(args: argparse.Namespace) -> config.ClusterConfig:
     overrides = config.parse_set(args.sets)
+    _objectives(args)  # slo.* keys ride on the same file and --set flags: refuse bad ones here too
     return config.load(args.config, overrides)
+
+
+def _objectives(args: argparse.Namespace, inventory: Mapping[str, object] | None = None) -> slomod.Objectives:
+    """The user's SLOs from --config's [slo] (or ./kubequake.toml), an inventory's [slo], then --set slo.*."""
+    return slomod.load(args.config, config.parse_set(args.sets), inventory=inventory)
 
 
 def _local_options(args: argparse.Namespace) -> registry.ProviderOptions:
@@ -467,11 +482,14 @@ def cmd_gate(args: argparse.Namespace) -> int:
         else:
             origin = "reused the running cluster, left running"
             print(f"cluster {cfg.name!r} is running: the gate checks it as it runs (with its own settings)")
-        rep = gate.run_gate(cluster, gate.GateOptions(min_cert_days=args.min_cert_days), origin)
+        opts = gate.GateOptions(min_cert_days=args.min_cert_days, objectives=_objectives(args))
+        rep = gate.run_gate(cluster, opts, origin)
         if args.disruptive:
-            plugin_args = []
+            plugin_args = ["--kq-config", str(args.config)] if args.config else []
             for k, v in config.flatten(cluster.cfg.to_dict()).items():
                 plugin_args += ["--kq-set", f"{k}={v}"]
+            # The user's SLOs judge the suites as they judged the checks above.
+            plugin_args += [a for s in args.sets if s.strip().startswith("slo.") for a in ("--kq-set", s)]
             _gate_suites(rep, plugin_args, args.alluredir)
     return _gate_report(args, rep, f"cluster {cfg.name!r}: {origin}")
 
@@ -488,7 +506,8 @@ def _gate_existing(args: argparse.Namespace) -> int:
     origin = f"existing cluster from {args.inventory}, attached (never torn down)"
     with registry.open_session(options, registry.Lifecycle.ATTACH) as session:
         print(f"attached to existing cluster {inv.cluster!r}: the gate checks it as it runs")
-        rep = gate.run_gate(session.cluster, gate.GateOptions(min_cert_days=args.min_cert_days), origin)
+        opts = gate.GateOptions(min_cert_days=args.min_cert_days, objectives=_objectives(args, inv.slo))
+        rep = gate.run_gate(session.cluster, opts, origin)
         if args.disruptive:
             if not (args.allow_disruptive or inv.allow_disruptive):
                 raise ConfigError(
@@ -521,9 +540,9 @@ def _gate_report(args: argparse.Namespace, rep: GateReport, where: str) -> int:
     print(f"JUnit XML: {junit}; Allure results: {args.alluredir}")
     for what in rep.incomplete:
         print(f"INCOMPLETE: {what}")
-    failed = len(rep.failed)
     word = {EXIT_OK: "PASSED", EXIT_FAIL: "FAILED"}.get(rep.exit_code, "COULD NOT COMPLETE")
-    print(f"gate {word}: {len(rep.outcomes) - failed} passed, {failed} failed")
+    counts = {o: sum(1 for c in rep.outcomes if c.outcome is o) for o in Outcome}
+    print(f"gate {word}: " + ", ".join(f"{n} {o.value.lower()}" for o, n in counts.items()))
     return rep.exit_code
 
 
@@ -644,7 +663,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_slo(args: argparse.Namespace) -> int:
+    inventory: Mapping[str, object] | None = None
+    if args.inventory is not None:
+        from harness.providers.existing import load_inventory
+
+        inventory = load_inventory(args.inventory).slo
+    rows = slomod.describe(_objectives(args, inventory))
+    if args.json:
+        print(json.dumps([{"key": k, "value": float(v), "meaning": m} for k, v, m in rows], indent=2))
+        return EXIT_OK
+    width = max(len(k) for k, _, _ in rows)
+    for key, value, meaning in rows:
+        print(f"{key:{width}}  {value:>8}  {meaning}")
+    return EXIT_OK
+
+
 COMMANDS = {
+    "slo": cmd_slo,
     "heal": cmd_heal,
     "up": cmd_up,
     "down": cmd_down,

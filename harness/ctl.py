@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COMPONENT_ACTIONS = ("start", "stop", "kill", "freeze", "thaw", "running", "ready")
-NODE_ACTIONS = ("power-off", "power-on", "partition", "heal-partition")
+NODE_ACTIONS = ("power-off", "power-on", "partition", "heal-partition", "partition-drops")
 ACTIONS = COMPONENT_ACTIONS + NODE_ACTIONS
 
 DEFAULT_TIMEOUTS_S = {"start": 90.0, "stop": 10.0, "power-on": 90.0}
@@ -222,6 +222,11 @@ def execute(cluster: LocalCluster, req: CtlRequest) -> CtlResult:
             node.partition(req.peers, one_way=req.one_way)
         case "heal-partition":
             node.heal_partition(req.peers)
+        case "partition-drops":
+            # How a partition made through a command template is confirmed: "none" when no rule
+            # of this node is installed, else the packets its rules have dropped.
+            drops = node.partition_drops()
+            result = CtlResult(True, "none" if drops is None else str(drops))
         case _:  # pragma: no cover - build_request accepts only ACTIONS
             raise ConfigError(f"unknown action {req.action!r}; choose one of {', '.join(ACTIONS)}")
     log.debug("ctl %s %s done in %.2fs", req.action, req.target, time.monotonic() - started)

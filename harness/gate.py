@@ -38,6 +38,7 @@ from harness.net.http import loopback_session, probe
 from harness.net.tls import TLSClient
 from harness.providers.base import Capability, Cluster, Component
 from harness.providers.haproxy import parse_stats_csv
+from harness.slo import Objectives
 from harness.status import etcd_client, leaders_by_lease
 from harness.transport.local import LocalTransport
 from harness.verdicts import Outcome, Verdict, check, outcome_of
@@ -57,6 +58,8 @@ SCRATCH_IMAGES = ("registry.invalid/gate:1.0", "registry.invalid/gate:1.1")
 @dataclass(frozen=True)
 class GateOptions:
     min_cert_days: float = DEFAULT_MIN_CERT_DAYS
+    # The user's SLOs (harness.slo); the defaults when none were given.
+    objectives: Objectives = field(default_factory=Objectives)
 
 
 @dataclass(frozen=True)
@@ -718,7 +721,7 @@ def rollout_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
     from harness.checks.rollout import DeploymentWorkflow, Kubectl
     from harness.net.kube import api_client
 
-    budget = Budgets.for_config(cluster.cfg).rollout_completion_s
+    budget = Budgets.for_config(cluster.cfg, opts.objectives).rollout_completion_s
     namespace = f"kq-gate-{uuid.uuid4().hex[:8]}"
     steps: list[str] = []
     start = time.monotonic()

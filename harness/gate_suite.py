@@ -15,14 +15,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness import report, suites
 from harness.gate import CheckOutcome
-from harness.verdicts import Verdict, outcome_of
+from harness.scenario import outcome_of_exception
+from harness.verdicts import Outcome, Verdict, inconclusive
 
 log = logging.getLogger(__name__)
+
+
+class GateCheckNotJudged(Exception):
+    """A gate check that is INCONCLUSIVE or ERROR: not a pass, and not the cluster's failure."""
 
 
 @pytest.fixture
@@ -35,8 +41,11 @@ def test_gate_check(gate_check: CheckOutcome) -> None:
     v = gate_check.verdict
     report.label_scenario("pre-upgrade gate", gate_check.group, v.name, severity="blocker", tags=["gate"])
     report.attach_verdicts([v])
-    if not v.passed:
+    if v.outcome is Outcome.FAIL:
         pytest.fail(v.line(), pytrace=False)
+    if not v.passed:
+        # Broken in Allure, an error in JUnit: the check could not be made, the cluster did not fail it.
+        raise GateCheckNotJudged(v.line())
 
 
 class _GateVerdicts:
@@ -71,16 +80,27 @@ def write_allure_results(outcomes: list[CheckOutcome], alluredir: Path) -> int:
 
 @dataclass
 class _Tally:
-    """Counts the resilience suites' outcomes per test as pytest reports them."""
+    """Each scenario's outcome as its test ended: PASS, FAIL, INCONCLUSIVE, ERROR, or skipped."""
 
-    passed: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
+    outcomes: dict[str, str] = field(default_factory=dict)
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.failed and report.nodeid not in self.failed:
-            self.failed.append(report.nodeid)
-        elif report.when == "call" and report.passed:
-            self.passed.append(report.nodeid)
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        rep = yield
+        excinfo = call.excinfo
+        if excinfo is not None and excinfo.errisinstance(pytest.skip.Exception):
+            self.outcomes.setdefault(item.nodeid, "skipped")
+        elif excinfo is not None:
+            # Setup and teardown errors are the harness's or the environment's, whatever they raise.
+            outcome = outcome_of_exception(excinfo.value) if call.when == "call" else Outcome.ERROR
+            if self.outcomes.get(item.nodeid) in (None, Outcome.PASS.value):
+                self.outcomes[item.nodeid] = outcome.value
+        elif call.when == "call":
+            self.outcomes.setdefault(item.nodeid, Outcome.PASS.value)
+        return rep
+
+    def named(self, outcome: str) -> list[str]:
+        return [n for n, o in self.outcomes.items() if o == outcome]
 
 
 @dataclass(frozen=True)
@@ -106,11 +126,23 @@ def run_resilience_suites(plugin_args: list[str], alluredir: Path, extra: list[s
     rc = int(pytest.main(args, plugins=[tally]))
     took = time.monotonic() - start
     name = "resilience suites (scenarios/)"
-    counts = f"{len(tally.passed)} passed, {len(tally.failed)} failed"
-    if rc == 0:
-        return SuiteOutcome(Verdict(name, 0, 0, "", outcome_of(True), counts), rc, took)
-    if rc == 1:
-        msg = f"{counts}: {', '.join(tally.failed)}"
-        return SuiteOutcome(Verdict(name, len(tally.failed), 0, "", outcome_of(False), msg), rc, took)
-    why = f"pytest exited {rc} running the resilience suites ({counts}); see its output above"
-    return SuiteOutcome(Verdict(name, len(tally.failed), 0, "", outcome_of(False), why), rc, took, incomplete=why)
+    counts = ", ".join(
+        f"{len(tally.named(o))} {o.lower()}" for o in ("PASS", "FAIL", "INCONCLUSIVE", "ERROR", "skipped")
+    )
+    failed, skipped = tally.named("FAIL"), tally.named("skipped")
+    unmade = tally.named("INCONCLUSIVE") + tally.named("ERROR")
+    if rc not in (0, 1):
+        why = f"pytest exited {rc} running the resilience suites ({counts}); see its output above"
+        return SuiteOutcome(Verdict(name, len(failed), 0, "", Outcome.ERROR, why), rc, took, incomplete=why)
+    if failed:
+        return SuiteOutcome(Verdict(name, len(failed), 0, "", Outcome.FAIL, f"{counts}: {', '.join(failed)}"), rc, took)
+    if tally.named("ERROR"):
+        msg = f"{counts}: the harness or environment broke in {', '.join(tally.named('ERROR'))}"
+        return SuiteOutcome(Verdict(name, 0, 0, "", Outcome.ERROR, msg), rc, took)
+    if unmade or skipped:
+        # A required scenario that was skipped or could not measure is not a pass of the gate.
+        msg = f"{counts}: not judged: {', '.join(unmade + skipped)}"
+        return SuiteOutcome(Verdict(name, 0, 0, "", Outcome.INCONCLUSIVE, msg), rc, took)
+    if not tally.named("PASS"):
+        return SuiteOutcome(inconclusive(name, "no scenario ran"), rc, took)
+    return SuiteOutcome(Verdict(name, 0, 0, "", Outcome.PASS, counts), rc, took)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness import config as kqconfig
+from harness import slo
 from harness.errors import HarnessError
 from harness.providers import registry
 
@@ -68,7 +69,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {doc}")
     try:
         path = config.getoption("--kq-config")
-        base = kqconfig.load(Path(path) if path else None, kqconfig.parse_set(config.getoption("--kq-set")))
+        overrides = kqconfig.parse_set(config.getoption("--kq-set"))
+        base = kqconfig.load(Path(path) if path else None, overrides)
+        # The SLOs come from the same file and flags: a bad key is a usage error before any cluster starts.
+        slo.load(Path(path) if path else None, overrides)
     except HarnessError as exc:
         raise pytest.UsageError(f"kubequake: {exc}") from None
     config.stash[BASE_CONFIG] = base

@@ -25,6 +25,7 @@ from harness.errors import FaultError, HarnessError, TimeoutExpired
 from harness.faults.base import Fault, FaultInjector
 from harness.faults.journal import FaultRecord
 from harness.net.wait import wait_until
+from harness.slo import Prediction
 from harness.status import ClusterStatus, collect, problems, wait_healthy
 from harness.verdicts import Outcome, Verdict, check, inconclusive, outcome_of, overall
 from harness.windows import POST_HEAL_TRAFFIC, Wait, Window
@@ -49,6 +50,16 @@ class ScenarioInconclusive(Exception):
     Deliberately not an AssertionError: Allure files it as broken (category "inconclusive") and
     JUnit as an error, so no dashboard counts it as a pass or as a regression of the cluster.
     """
+
+
+def outcome_of_exception(exc: BaseException) -> Outcome:
+    """The outcome a test that ended with `exc` has: FAIL for failed verdicts (assertions), INCONCLUSIVE
+    for measurements not made, ERROR for anything else (the harness or the environment broke)."""
+    if isinstance(exc, ScenarioInconclusive):
+        return Outcome.INCONCLUSIVE
+    if isinstance(exc, AssertionError):
+        return Outcome.FAIL
+    return Outcome.ERROR
 
 
 # Client traffic before a fault must reach this fraction of the rate the load aims for: with less,
@@ -147,6 +158,9 @@ class ScenarioRun:
     traffic: Any = None
     slo_budget: Any = None
     slo_include: frozenset[str] | None = None
+    # How long after heal requests may wait for etcd connections still in backoff (set by a
+    # scenario that loses etcd quorum; harness.slo.etcd_reconnect_window); None: not applicable.
+    reconnect_window: Prediction | None = None
     # Why the scenario ended early (stop()), and whether finish() ran: it runs once, whoever calls it.
     stopped: str = ""
     finished: bool = False
@@ -361,13 +375,15 @@ class ScenarioRun:
             window = self.fault_window()
             if window is not None:
                 # Counted from the last heal: the scenario's own checks since then already used some of it.
-                remaining = window[1] + POST_HEAL_TRAFFIC.seconds - time.time()
+                grace = self.reconnect_window.value if self.reconnect_window is not None else 0.0
+                remaining = window[1] + grace + POST_HEAL_TRAFFIC.seconds - time.time()
                 if remaining > 0:
                     self._spend(POST_HEAL_TRAFFIC, remaining)
             self.traffic.stop()
             if window is not None and self.slo_budget is not None:
                 outage = self.budgets.expected.get("api_unavailability_s")
-                for v in self.traffic.slo(self.slo_budget, window, outage=outage).verdicts:
+                judged = self.traffic.slo(self.slo_budget, window, outage=outage, reconnect=self.reconnect_window)
+                for v in judged.verdicts:
                     if self.slo_include is None or v.name in self.slo_include:
                         self.verdict(dataclasses.replace(v, name=f"clients: {v.name}"))
             cluster = self.cluster

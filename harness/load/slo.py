@@ -16,12 +16,13 @@ before the fault or no traffic after heal each say what is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass
 
 from harness.load.timeline import Timeline, Window, WindowLike
-from harness.slo import ClientObjectives, Prediction, explain
+from harness.slo import MARGIN_S, ClientObjectives, Prediction, explain
 from harness.verdicts import Verdict, inconclusive, outcome_of
 
 # Seconds of traffic at the start of a run not used as baseline: users are still being spawned.
@@ -106,16 +107,22 @@ def evaluate(
     budget: ClientObjectives,
     baseline: WindowLike | None = None,
     outage: Prediction | None = None,
+    reconnect: Prediction | None = None,
 ) -> SloReport:
     """Judge one fault window of a run's timeline against the clients' SLOs.
 
     `outage` is what the cluster's configuration predicts for the longest unavailability
     (harness.slo.expectations' api_unavailability_s), shown beside the measurement.
+    `reconnect` (harness.slo.etcd_reconnect_window) is how long after heal requests may still
+    wait for an etcd connection in backoff: p99 after heal is judged from its end, and the
+    requests sent inside it get a verdict of their own (none held past the window).
     """
     fw = Window.of(fault)
     run_end = timeline.records[-1].end if timeline.records else fw.end
     run_start = timeline.records[0].start if timeline.records else fw.start
-    after = Window(fw.end, max(fw.end, min(run_end, fw.end + budget.after_heal_window_s)))
+    grace = reconnect.value if reconnect is not None else 0.0
+    start = fw.end + grace
+    after = Window(start, max(start, min(run_end, start + budget.after_heal_window_s)))
     verdicts: list[Verdict] = []
 
     during = timeline.window(fw)
@@ -184,6 +191,8 @@ def evaluate(
             )
         )
 
+    if reconnect is not None:
+        verdicts.append(_held_in_reconnect_window(timeline, fw.end, reconnect))
     after_tl = timeline.issued_in(after)
     p99_after = after_tl.latency_percentile(99)
     if p99_after is None:
@@ -202,7 +211,8 @@ def evaluate(
                 p99_after,
                 budget.max_p99_after_heal_ms,
                 "ms",
-                f"p99 latency in the {after.seconds:.0f}s after heal",
+                f"p99 latency in the {after.seconds:.0f}s after heal"
+                + (f" (from {grace:.1f}s after it: the etcd reconnect window)" if grace else ""),
                 f"{after_tl.requests} requests"
                 + (f"; {slowest(after_tl, fw.end, 'after heal')}" if p99_after > budget.max_p99_after_heal_ms else ""),
             )
@@ -210,6 +220,27 @@ def evaluate(
 
     verdicts.append(_time_to_steady(timeline, fw, budget, baseline, run_start, run_end))
     return SloReport(fw, tuple(verdicts))
+
+
+def _held_in_reconnect_window(timeline: Timeline, healed: float, reconnect: Prediction) -> Verdict:
+    """Requests sent while etcd connections may still be in backoff may wait for one, never longer."""
+    name = "longest_request_in_reconnect_window"
+    limit_ms = (reconnect.value + MARGIN_S) * 1000
+    # Every request sent in the window, however late it finished: the one held longest is the point.
+    latencies = [
+        r.latency_ms for r in timeline.records if healed <= r.start < healed + reconnect.value and r.counts_latency
+    ]
+    if not latencies:
+        return _missing(name, limit_ms, "ms", "no request was sent in the reconnect window after heal")
+    verdict = _verdict(
+        name,
+        max(latencies),
+        limit_ms,
+        "ms",
+        f"slowest of {len(latencies)} requests sent in the {reconnect.value:.1f}s after heal "
+        f"({reconnect.names()}: an apiserver may hold a request until its etcd connection's next attempt)",
+    )
+    return dataclasses.replace(verdict, expected=reconnect.value * 1000)
 
 
 def _time_to_steady(

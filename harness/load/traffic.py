@@ -216,5 +216,6 @@ class Traffic:
         fault: WindowLike,
         baseline: WindowLike | None = None,
         outage: Prediction | None = None,
+        reconnect: Prediction | None = None,
     ) -> SloReport:
-        return evaluate(self.timeline(), fault, objectives, baseline, outage)
+        return evaluate(self.timeline(), fault, objectives, baseline, outage, reconnect)

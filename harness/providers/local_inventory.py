@@ -48,6 +48,7 @@ def inventory_for(cluster: LocalCluster, ssh: SSHAccess, *, allow_disruptive: bo
     }
     commands["partition"] = _ctl(cfg, "{node}", "partition", "--peers", "{peers}", "{one_way_flag}")
     commands["heal_partition"] = _ctl(cfg, "{node}", "heal-partition", "--peers", "{peers}")
+    commands["partition_drops"] = _ctl(cfg, "{node}", "partition-drops")
     ssh_table: dict[str, Any] = {"user": ssh.user, "port": ssh.port, "sudo": False}
     if ssh.key is not None:
         ssh_table["key"] = str(ssh.key)

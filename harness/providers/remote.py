@@ -70,7 +70,7 @@ class RunsAs(enum.StrEnum):
 # A template element that is exactly this is replaced by "--one-way" or left out.
 ONE_WAY_FLAG = "{one_way_flag}"
 COMPONENT_ACTIONS = ("start", "stop", "kill", "freeze", "thaw", "running")
-NODE_ACTIONS = ("partition", "heal_partition")
+NODE_ACTIONS = ("partition", "heal_partition", "partition_drops")
 _PLACEHOLDERS = ("{node}", "{component}", "{address}", "{peers}")
 
 
@@ -516,9 +516,27 @@ class RemoteNode:
         raise FaultError(f"{self.name}: `iptables {' '.join(args)}` keeps succeeding; inspect the node's rules by hand")
 
     def partition_drops(self) -> int | None:
+        if self.commands is not None and self.commands.has("partition"):
+            return self._partition_drops_by_command()
         res = self._iptables("-v", "-S", PARTITION_CHAIN)
         counted = parse_counted_rules(res.stdout) if res.ok else []
         return sum(n for _, n in counted) if counted else None
+
+    def _partition_drops_by_command(self) -> int | None:
+        # A partition made by the inventory's own command lives where that command put it: only
+        # its companion command can say whether it drops anything.
+        if self.commands is None or not self.commands.has("partition_drops"):
+            raise ClusterError(
+                f"{self.name}: the inventory's partition command cannot be confirmed without a partition_drops "
+                "command; add one that prints the packets the node's partition rules dropped, or 'none'"
+            )
+        argv = self.commands.render("partition_drops", node=self.name, address=self.address)
+        out = self._must(argv, "count partition drops").stdout.strip()
+        if out == "none":
+            return None
+        if not out.isdigit():
+            raise ClusterError(f"{self.name}: partition_drops printed {out[:80]!r}; it must print a number or 'none'")
+        return int(out)
 
     def partition_rules(self) -> list[str]:
         res = self._iptables("-S", PARTITION_CHAIN)

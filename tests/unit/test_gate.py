@@ -272,3 +272,71 @@ def test_allure_replay_writes_one_result_per_check(tmp_path: Path) -> None:
     }
     failed = next(r for r in results if r["status"] == "failed")
     assert "etcd has 2 members" in failed["statusDetails"]["message"]
+
+
+SUITE = """
+import pytest
+from harness.scenario import ScenarioFailed, ScenarioInconclusive
+
+
+def test_passes():
+    pass
+
+
+def test_fails():
+    raise ScenarioFailed("1 verdict(s) failed")
+
+
+def test_inconclusive():
+    raise ScenarioInconclusive("inconclusive: no sample")
+
+
+def test_harness_broke():
+    raise KeyError("probe")
+
+
+def test_skipped():
+    pytest.skip("needs power-off")
+"""
+
+
+def run_suites(tmp_path: Path, keep: list[str]) -> dict[str, object]:
+    suite = tmp_path / "test_suite_outcomes.py"
+    body = SUITE.split("\n\n\ndef ")
+    suite.write_text(body[0] + "".join(f"\n\n\ndef {t}" for t in body[1:] if t.split("(")[0] in keep))
+    code = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from harness.gate_suite import run_resilience_suites\n"
+        "o = run_resilience_suites(['-p', 'no:cacheprovider', '-q'], Path(sys.argv[2]), [sys.argv[1]])\n"
+        "print(json.dumps({'outcome': o.verdict.outcome.value, 'message': o.verdict.message}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(suite), str(tmp_path / "allure")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.parametrize(
+    ("keep", "outcome"),
+    [
+        (["test_passes"], "PASS"),
+        (["test_passes", "test_fails", "test_inconclusive", "test_harness_broke", "test_skipped"], "FAIL"),
+        (["test_passes", "test_inconclusive", "test_harness_broke"], "ERROR"),
+        (["test_passes", "test_inconclusive"], "INCONCLUSIVE"),
+        # A required scenario that was skipped keeps the gate from passing (exit 2).
+        (["test_passes", "test_skipped"], "INCONCLUSIVE"),
+    ],
+)
+def test_the_suites_outcome_counts_every_scenario_outcome(tmp_path: Path, keep: list[str], outcome: str) -> None:
+    result = run_suites(tmp_path, keep)
+    assert result["outcome"] == outcome, result
+    if "test_skipped" in keep and outcome != "FAIL":
+        assert "test_skipped" in str(result["message"])
