@@ -272,11 +272,11 @@ def _read_versions(
             len(versions),
             len(sources),
             "",
-            outcome_of(False),
+            Outcome.FAIL,
             msg + (f"; read: {seen}" if seen else ""),
         )
     else:
-        verdict = Verdict(f"{what} version", len(versions), len(sources), "", outcome_of(True), seen)
+        verdict = Verdict(f"{what} version", len(versions), len(sources), "", Outcome.PASS, seen)
     return versions, errors, verdict
 
 
@@ -344,7 +344,7 @@ def version_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
             v_etcd.measured,
             v_etcd.slo,
             "",
-            outcome_of(False),
+            Outcome.FAIL,
             f"etcd members run different versions ({v_etcd.message}); finish the etcd upgrade first",
         )
     return [
@@ -389,22 +389,18 @@ def etcd_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
                 n_healthy,
                 n,
                 "",
-                outcome_of(True),
+                Outcome.PASS,
                 f"all {n} members healthy: {', '.join(members)}",
             )
         )
     else:
         bad = "; ".join(f"member {m}: {why[m]}" for m in members if not healthy[m])
         out.append(
-            Verdict(
-                "etcd members healthy", n_healthy, n, "", outcome_of(False), f"{n_healthy}/{n} members healthy; {bad}"
-            )
+            Verdict("etcd members healthy", n_healthy, n, "", Outcome.FAIL, f"{n_healthy}/{n} members healthy; {bad}")
         )
     if n % 2 == 1:
         out.append(
-            Verdict(
-                "etcd member count is odd", n, None, "", outcome_of(True), f"{n} members tolerate {n - quorum} failed"
-            )
+            Verdict("etcd member count is odd", n, None, "", Outcome.PASS, f"{n} members tolerate {n - quorum} failed")
         )
     else:
         out.append(
@@ -413,7 +409,7 @@ def etcd_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
                 n,
                 None,
                 "",
-                outcome_of(False),
+                Outcome.FAIL,
                 f"etcd has {n} members, an even count: quorum needs {quorum} of {n}, so it tolerates {n - quorum} "
                 f"failed, no more than {n - 1} members would, with one more member to lose; "
                 "run an odd number of members (3 or 5)",
@@ -541,7 +537,7 @@ def certificate_verdict(
     """One kind of certificate: the soonest expiry against the threshold, naming every short one."""
     name = f"certificates: {kind}"
     if not remaining and not errors:
-        return Verdict(name, None, min_days, "d", outcome_of(False), "no certificate of this kind found")
+        return Verdict(name, None, min_days, "d", Outcome.FAIL, "no certificate of this kind found")
     soonest = min(remaining.values()) if remaining else None
     short = {k: d for k, d in remaining.items() if d < min_days}
     parts: list[str] = []
@@ -552,14 +548,14 @@ def certificate_verdict(
         parts.append(f"expiring within {min_days:g} days: {listed}; renew them before the upgrade")
     parts += [f"{k}: cannot read ({e})" for k, e in errors.items()]
     if parts:
-        return Verdict(name, soonest, min_days, "d", outcome_of(False), "; ".join(parts))
+        return Verdict(name, soonest, min_days, "d", Outcome.FAIL, "; ".join(parts))
     first = min(remaining, key=lambda k: remaining[k])
     return Verdict(
         name,
         soonest,
         min_days,
         "d",
-        outcome_of(True),
+        Outcome.PASS,
         f"{len(remaining)} certificate{'s' if len(remaining) != 1 else ''} valid for at least {min_days:g} days "
         f"(soonest: {first}, {remaining[first]:.0f} days)",
     )
@@ -613,7 +609,7 @@ def leader_election_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]
                         None,
                         None,
                         "s",
-                        outcome_of(False),
+                        Outcome.FAIL,
                         f"no Lease kube-system/{lease_name}: leader election is off (--leader-elect=false) or never "
                         f"succeeded; instances reporting leadership: {leaders or 'none'}",
                     )
@@ -674,7 +670,7 @@ def load_balancer_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
                 len(servers) - len(unchecked),
                 len(servers),
                 "",
-                outcome_of(False),
+                Outcome.FAIL,
                 f"{lb} sends to {', '.join(unchecked)} without health checks ('no check'): a dead apiserver keeps "
                 "receiving requests; enable `check` (TLS GET /readyz) on every server",
             )
@@ -686,7 +682,7 @@ def load_balancer_checks(cluster: Cluster, opts: GateOptions) -> list[Verdict]:
                 len(servers),
                 len(servers),
                 "",
-                outcome_of(True),
+                Outcome.PASS,
                 f"{lb}: {table}",
             )
         )

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from harness.errors import HarnessError
-from harness.verdicts import Verdict, outcome_of
+from harness.verdicts import Outcome, Verdict
 
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
 # Minor versions of different majors are never within one of each other.
@@ -62,18 +62,18 @@ def apiserver_skew(apiservers: Mapping[str, Version]) -> Verdict:
     """All kube-apiservers within one minor version of each other."""
     name = "skew: kube-apiservers within one minor of each other"
     if not apiservers:
-        return Verdict(name, None, 1, " minor", outcome_of(False), "no kube-apiserver version could be read")
+        return Verdict(name, None, 1, " minor", Outcome.INCONCLUSIVE, "no kube-apiserver version could be read")
     oldest = min(apiservers.items(), key=lambda kv: kv[1])
     newest = max(apiservers.items(), key=lambda kv: kv[1])
     spread = newest[1].minor_index - oldest[1].minor_index
     if spread <= 1:
-        return Verdict(name, spread, 1, " minor", outcome_of(True), f"kube-apiservers: {_named(apiservers)}")
+        return Verdict(name, spread, 1, " minor", Outcome.PASS, f"kube-apiservers: {_named(apiservers)}")
     return Verdict(
         name,
         spread,
         1,
         " minor",
-        outcome_of(False),
+        Outcome.FAIL,
         f"kube-apiserver on {newest[0]} ({newest[1]}) is {spread} minor versions ahead of {oldest[0]} "
         f"({oldest[1]}); upgrade the older apiservers one minor at a time first",
     )
@@ -84,7 +84,7 @@ def control_plane_skew(component: str, instances: Mapping[str, Version], apiserv
     name = f"skew: {component} vs kube-apiservers"
     if not instances or not apiservers:
         missing = component if not instances else "kube-apiserver"
-        return Verdict(name, None, 1, " minor", outcome_of(False), f"no {missing} version could be read")
+        return Verdict(name, None, 1, " minor", Outcome.INCONCLUSIVE, f"no {missing} version could be read")
     oldest_api = min(apiservers.items(), key=lambda kv: kv[1])
     problems: list[str] = []
     worst = 0
@@ -102,8 +102,8 @@ def control_plane_skew(component: str, instances: Mapping[str, Version], apiserv
                 f"({oldest_api[1]} on {oldest_api[0]}); at most one is supported"
             )
     if problems:
-        return Verdict(name, worst, 1, " minor", outcome_of(False), "; ".join(problems))
-    return Verdict(name, worst, 1, " minor", outcome_of(True), f"{component}: {_named(instances)}")
+        return Verdict(name, worst, 1, " minor", Outcome.FAIL, "; ".join(problems))
+    return Verdict(name, worst, 1, " minor", Outcome.PASS, f"{component}: {_named(instances)}")
 
 
 def kubectl_skew(kubectl: Version | None, apiservers: Mapping[str, Version]) -> Verdict:
@@ -111,17 +111,17 @@ def kubectl_skew(kubectl: Version | None, apiservers: Mapping[str, Version]) -> 
     name = "skew: kubectl vs kube-apiservers"
     if kubectl is None or not apiservers:
         missing = "kubectl" if kubectl is None else "kube-apiserver"
-        return Verdict(name, None, 1, " minor", outcome_of(False), f"no {missing} version could be read")
+        return Verdict(name, None, 1, " minor", Outcome.INCONCLUSIVE, f"no {missing} version could be read")
     far = {who: abs(kubectl.minor_index - v.minor_index) for who, v in apiservers.items()}
     worst_node = max(far, key=lambda k: far[k])
     if far[worst_node] <= 1:
-        return Verdict(name, far[worst_node], 1, " minor", outcome_of(True), f"kubectl {kubectl}")
+        return Verdict(name, far[worst_node], 1, " minor", Outcome.PASS, f"kubectl {kubectl}")
     return Verdict(
         name,
         far[worst_node],
         1,
         " minor",
-        outcome_of(False),
+        Outcome.FAIL,
         f"kubectl {kubectl} is {far[worst_node]} minor versions from kube-apiserver {apiservers[worst_node]} on "
         f"{worst_node}; use a kubectl within one minor of every apiserver",
     )

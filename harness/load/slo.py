@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from harness.load.timeline import Timeline, Window, WindowLike
 from harness.slo import MARGIN_S, ClientObjectives, Prediction, explain
-from harness.verdicts import Verdict, inconclusive, outcome_of
+from harness.verdicts import Outcome, Verdict, inconclusive, outcome_of
 
 # Seconds of traffic at the start of a run not used as baseline: users are still being spawned.
 RAMP_UP_S = 2.0
@@ -69,7 +69,7 @@ def _verdict(
             None,
             budget,
             unit,
-            outcome_of(False),
+            Outcome.FAIL,
             f"{what}: never ({detail})" + (f"; {why}" if why else ""),
             expected,
         )

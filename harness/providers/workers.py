@@ -7,7 +7,6 @@ second on a machine whose cores the three apiservers are busy starting on.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any, Protocol
 
@@ -90,17 +89,6 @@ def _list_workers(api: ApiHttp) -> ApiResponse:
 def _ready_names(resp: ApiResponse) -> list[str]:
     items = resp.body.get("items") or []
     return sorted(n["metadata"]["name"] for n in items if node_is_ready(n))
-
-
-def ready_workers(cluster: AdminEndpoint, api: ApiHttp | None = None) -> list[str]:
-    """Names of the simulated workers whose Ready condition is True; `api` to reuse a connection."""
-    with contextlib.ExitStack() as stack:
-        if api is None:
-            api = stack.enter_context(_api(cluster))
-        resp = _list_workers(api)
-    if resp.status != 200:
-        raise _refused("listing worker Nodes", resp)
-    return _ready_names(resp)
 
 
 def wait_workers_ready(cluster: AdminEndpoint, count: int, timeout: float, interval: float = 0.1) -> float:

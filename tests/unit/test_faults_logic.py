@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
 
@@ -14,54 +12,10 @@ from harness.config import build
 from harness.errors import BlastRadiusError, FaultError
 from harness.faults.base import BlastRadius, FaultInjector
 from harness.faults.journal import FaultRecord, Journal
-from harness.providers.base import Capability, UnsupportedCapability
+from harness.providers.base import UnsupportedCapability
 from harness.providers.netfilter import chain_name
 from harness.verdicts import Outcome, within
-
-
-@dataclass
-class FakeFault:
-    name: str
-    log: list[str]
-    members: set[str] = field(default_factory=set)
-    fail_apply: bool = False
-    fail_heal: bool = False
-    unsupported: bool = False
-    unseen: str = ""
-    kind: ClassVar[str] = "fake"
-
-    @property
-    def target(self) -> str:
-        return self.name
-
-    def describe(self) -> str:
-        return f"fake {self.name}"
-
-    def params(self) -> dict[str, Any]:
-        return {"name": self.name}
-
-    def impaired_etcd_members(self) -> set[str]:
-        return self.members
-
-    def check_supported(self) -> None:
-        if self.unsupported:
-            raise UnsupportedCapability("fake", Capability.POWER_OFF, self.describe())
-
-    def confirm_applied(self, timeout: float) -> str:
-        return self.unseen
-
-    def confirm_healed(self, timeout: float) -> str:
-        return ""
-
-    def apply(self) -> None:
-        self.log.append(f"apply {self.name}")
-        if self.fail_apply:
-            raise RuntimeError("half applied")
-
-    def heal(self) -> None:
-        self.log.append(f"heal {self.name}")
-        if self.fail_heal:
-            raise RuntimeError("stuck")
+from tests.unit.fakes import FakeFault
 
 
 def test_a_fault_the_provider_cannot_take_is_refused_before_anything_happens(tmp_path: Path) -> None:

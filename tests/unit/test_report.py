@@ -66,20 +66,19 @@ def allure_message(exc: BaseException) -> str:
 
 def scenario_failure(*verdicts: Verdict) -> str:
     """The message of a real ScenarioRun.finish() with these verdicts."""
-    run = ScenarioRun("test_x", cluster=None, budgets=None, injector=_Injector())  # type: ignore[arg-type]
-    for v in verdicts:
-        run.verdict(v)
-    with pytest.raises(ScenarioFailed) as info:
-        run.finish()
-    return allure_message(info.value)
+    return _finished(ScenarioFailed, verdicts)
 
 
 def scenario_inconclusive(*verdicts: Verdict) -> str:
     """The message of a real ScenarioRun.finish() whose measurements could not all be made."""
+    return _finished(ScenarioInconclusive, verdicts)
+
+
+def _finished(raised: type[Exception], verdicts: tuple[Verdict, ...]) -> str:
     run = ScenarioRun("test_x", cluster=None, budgets=None, injector=_Injector())  # type: ignore[arg-type]
     for v in verdicts:
         run.verdict(v)
-    with pytest.raises(ScenarioInconclusive) as info:
+    with pytest.raises(raised) as info:
         run.finish()
     return allure_message(info.value)
 

@@ -11,7 +11,6 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
 
@@ -24,49 +23,11 @@ from harness.faults.journal import Journal
 from harness.scenario import ScenarioInconclusive, ScenarioRun, ScenarioStopped
 from harness.verdicts import Outcome
 from harness.windows import Wait, Window
+from tests.unit.fakes import FakeFault
 
 pytest_plugins = ["pytester"]
 
 BUDGETS = Budgets.for_config(ClusterConfig())
-
-
-@dataclass
-class FakeFault:
-    name: str
-    log: list[str]
-    members: set[str] = field(default_factory=set)
-    fail_heal: bool = False
-    kind: ClassVar[str] = "fake"
-
-    @property
-    def target(self) -> str:
-        return self.name
-
-    def describe(self) -> str:
-        return f"fake {self.name}"
-
-    def params(self) -> dict[str, Any]:
-        return {"name": self.name}
-
-    def impaired_etcd_members(self) -> set[str]:
-        return self.members
-
-    def check_supported(self) -> None:
-        pass
-
-    def apply(self) -> None:
-        self.log.append(f"apply {self.name}")
-
-    def heal(self) -> None:
-        self.log.append(f"heal {self.name}")
-        if self.fail_heal:
-            raise RuntimeError("stuck")
-
-    def confirm_applied(self, timeout: float) -> str:
-        return ""
-
-    def confirm_healed(self, timeout: float) -> str:
-        return ""
 
 
 @dataclass
