@@ -439,7 +439,7 @@ def run_pytest_args(args: argparse.Namespace, rest: list[str], cwd: Path | None 
     user = rest[1:] if rest[:1] == ["--"] else rest
     return [
         *suites.pytest_base_args(cwd=cwd),
-        *suites.report_args(args.alluredir, args.junit),
+        *suites.report_args(args.alluredir),
         *plugin_args,
         *user,
     ]
@@ -450,8 +450,11 @@ def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
 
     cfg = _cluster_config(args)  # a bad setting is refused here, with the key and what is allowed
     log.info("running scenarios on cluster %s", cfg.name)
+    from harness import suites
+
     code = int(pytest.main(run_pytest_args(args, rest)))
     if any(args.alluredir.glob("*-result.json")):
+        suites.write_junit(args.alluredir, args.junit)
         print(f"Allure results: {args.alluredir}; JUnit XML: {args.junit}")
         report = "kubequake report" + (
             "" if args.alluredir == Path("reports/allure-results") else f" --results {args.alluredir}"

@@ -284,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress.unlink(missing_ok=True)
         suite_paths = str(args.suites or suites.scenarios_dir())
         cmd = [sys.executable, "-m", "pytest", *suites.pytest_base_args(), suite_paths, "-p", "no:cacheprovider", "-q"]
-        cmd += [*suites.report_args(results, junit), f"--kq-progress={progress}"]
+        cmd += [*suites.report_args(results), f"--kq-progress={progress}"]
         if args.config:
             cmd += ["--kq-config", str(args.config)]
         for s in sets:

@@ -57,12 +57,23 @@ def pytest_base_args(*, cwd: Path | None = None) -> list[str]:
     ]
 
 
-def report_args(alluredir: Path, junit: Path | None, *, clean: bool = True) -> list[str]:
-    """Allure results (and JUnit XML) where `kubequake report` looks by default."""
+def report_args(alluredir: Path, *, clean: bool = True) -> list[str]:
+    """Allure results where `kubequake report` looks by default.
+
+    JUnit XML is written from these results afterwards (write_junit), not by pytest's
+    --junitxml: pytest files every exception in a test body as a <failure>, while an
+    INCONCLUSIVE scenario or a broken harness must reach CI as an <error>, never as the
+    cluster failing.
+    """
     args = [f"--alluredir={alluredir}"]
     if clean:
         # Results of the last run only: `kubequake report` carries the trend from the previous report.
         args.append("--clean-alluredir")
-    if junit is not None:
-        args.append(f"--junitxml={junit}")
     return args
+
+
+def write_junit(alluredir: Path, junit: Path) -> int:
+    """JUnit XML of a run from its Allure results: FAIL a <failure>, INCONCLUSIVE and ERROR an <error>."""
+    from harness.report.junit import write_junit as from_results
+
+    return from_results(alluredir, junit)
