@@ -33,7 +33,7 @@ from harness.errors import HarnessError
 from harness.report.environment import categorize
 from harness.report.progress import Event, ProgressReader
 from harness.report.tables import key_verdict, render
-from harness.verdicts import Verdict
+from harness.verdicts import Outcome, Verdict, overall
 
 DEMO_SETTINGS = ["name=kubequake-demo", "address_block=200"]
 EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -123,7 +123,7 @@ class RunState:
             row.outcome = str(ev.get("outcome", "unknown"))
             row.message = str(ev.get("message", ""))
             row.duration = float(ev.get("duration", 0.0))
-            row.verdicts = [Verdict(**v) for v in ev.get("verdicts", []) if isinstance(v, dict)]
+            row.verdicts = [Verdict.from_dict(v) for v in ev.get("verdicts", []) if isinstance(v, dict)]
             first = _first_failure(row.message)
             show.line(f"      -> {row.outcome.upper()} in {row.duration:.0f}s" + (f": {first[:110]}" if first else ""))
         elif ev.kind == "finish":
@@ -142,11 +142,20 @@ def _first_failure(message: str) -> str:
     return re.sub(r"^[A-Za-z_][\w.]*(Error|Exception|Expired|Failed): ", "", first)
 
 
+def _result(r: TestRow) -> str:
+    """The scenario's outcome word: a failed test whose verdicts hold no FAIL was not the cluster's failure."""
+    if r.outcome == "failed" and ("ScenarioInconclusive" in r.message or r.message.startswith("inconclusive:")):
+        return Outcome.INCONCLUSIVE.value
+    if r.outcome == "failed" and r.verdicts and all(v.outcome is not Outcome.FAIL for v in r.verdicts):
+        return overall(v.outcome for v in r.verdicts).value
+    return {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP"}.get(r.outcome, r.outcome)
+
+
 def verdict_table(rows: Sequence[TestRow]) -> str:
     """scenario | result | key verdict | measured | budget | verdicts passed | category of a failure."""
     body = []
     for r in rows:
-        result = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP"}.get(r.outcome, r.outcome)
+        result = _result(r)
         key = key_verdict(r.verdicts)
         measured = budget = "-"
         if key is None:
@@ -158,7 +167,7 @@ def verdict_table(rows: Sequence[TestRow]) -> str:
             measured = "never" if key.measured is None else f"{key.measured:.2f}{key.unit}"
             budget = "-" if key.slo is None else f"{key.slo:.2f}{key.unit}"
         passed = f"{sum(v.passed for v in r.verdicts)}/{len(r.verdicts)}" if r.verdicts else "-"
-        status = "broken" if r.outcome == "error" else r.outcome
+        status = "broken" if r.outcome == "error" or result in ("INCONCLUSIVE", "ERROR") else r.outcome
         category = (categorize(r.message, status) or "") if r.outcome in ("failed", "error") else ""
         body.append([_short(r.name, 48), result, _short(what, 44), measured, budget, passed, category])
     return render(["scenario", "result", "key verdict", "measured", "budget", "verdicts", "category"], body)

@@ -66,6 +66,23 @@ class Verdict:
             f"SLO {_fmt(self.slo, self.unit)}{exp}. {self.message}"
         )
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
+        """A verdict read back from to_dict() (a report attachment, a progress event), or from the
+        results of earlier releases, which carry only "passed"."""
+        outcome = data.get("outcome")
+        if outcome is None:
+            outcome = Outcome.PASS if data.get("passed") else Outcome.FAIL
+        return cls(
+            name=str(data.get("name", "")),
+            measured=data.get("measured"),
+            slo=data.get("slo", data.get("budget")),
+            unit=str(data.get("unit", "")),
+            outcome=Outcome(outcome),
+            message=str(data.get("message", "")),
+            expected=data.get("expected"),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["outcome"] = self.outcome.value

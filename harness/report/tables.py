@@ -135,10 +135,10 @@ def verdicts_text(verdicts: Sequence[Verdict]) -> str:
     if not verdicts:
         return "no verdicts"
     rows = [
-        ["PASS" if v.passed else "FAIL", v.name, _num(v.measured, v.unit), _num(v.slo, v.unit), v.message]
+        [v.outcome.value, v.name, _num(v.measured, v.unit), _num(v.slo, v.unit), _num(v.expected, v.unit), v.message]
         for v in verdicts
     ]
-    return render(["result", "verdict", "measured", "budget", "detail"], rows)
+    return render(["result", "verdict", "measured", "SLO", "expected", "detail"], rows)
 
 
 def verdicts_html(verdicts: Sequence[Verdict]) -> str:
@@ -147,13 +147,14 @@ def verdicts_html(verdicts: Sequence[Verdict]) -> str:
         "body{font:13px sans-serif;margin:8px}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}"
         ".PASS{background:#e6f4ea}.FAIL{background:#fce8e6;font-weight:bold}"
+        ".INCONCLUSIVE,.ERROR{background:#fef7e0;font-style:italic}"
     )
     rows = []
     for v in verdicts:
-        result = "PASS" if v.passed else "FAIL"
-        cells = [result, v.name, _num(v.measured, v.unit), _num(v.slo, v.unit), v.message]
+        result = v.outcome.value
+        cells = [result, v.name, _num(v.measured, v.unit), _num(v.slo, v.unit), _num(v.expected, v.unit), v.message]
         rows.append(f'<tr class="{result}">' + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("result", "verdict", "measured", "budget", "detail"))
+    head = "".join(f"<th>{h}</th>" for h in ("result", "verdict", "measured", "SLO", "expected", "detail"))
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>"
         f"<table><tr>{head}</tr>{''.join(rows)}</table></body></html>"

@@ -538,7 +538,13 @@ def test_demo_verdict_table_shows_key_numbers_and_categories() -> None:
             [],
         ),
     ]
+    unmade = inconclusive("API unavailability via LB", "no sample", 10.0, "s")
+    # Verdicts reach the table through a progress event (JSON), and come back with their outcome.
+    sent = [Verdict.from_dict(json.loads(json.dumps(v.to_dict()))) for v in (within("write gap", 0.2, 4.0), unmade)]
+    assert [v.outcome for v in sent] == [Outcome.PASS, Outcome.INCONCLUSIVE]
+    rows.append(TestRow("s::test_unmade", "test_unmade", "failed", scenario_inconclusive(*sent), 5.0, sent))
     text = verdict_table(rows).splitlines()
+    assert text[5].split()[1] == "INCONCLUSIVE" and text[5].rstrip().endswith("inconclusive")
     assert text[0].split()[:2] == ["scenario", "result"]
     assert text[2].split()[1:7] == ["FAIL", "etcd", "re-election", "5.30s", "4.00s", "1/2"]
     assert text[2].rstrip().endswith("SLO missed")
