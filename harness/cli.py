@@ -545,7 +545,13 @@ def _gate_report(args: argparse.Namespace, rep: GateReport, where: str) -> int:
         print(f"INCOMPLETE: {what}")
     word = {EXIT_OK: "PASSED", EXIT_FAIL: "FAILED"}.get(rep.exit_code, "COULD NOT COMPLETE")
     counts = {o: sum(1 for c in rep.outcomes if c.outcome is o) for o in Outcome}
-    print(f"gate {word}: " + ", ".join(f"{n} {o.value.lower()}" for o, n in counts.items()))
+    words = {
+        Outcome.PASS: "passed",
+        Outcome.FAIL: "failed",
+        Outcome.INCONCLUSIVE: "inconclusive",
+        Outcome.ERROR: "error",
+    }
+    print(f"gate {word}: " + ", ".join(f"{n} {words[o]}" for o, n in counts.items()))
     return rep.exit_code
 
 

@@ -155,7 +155,9 @@ def test_a_suite_run_becomes_a_report_that_chromium_shows_without_secrets(
     events = list(ProgressReader(progress).poll())
     assert events[0].kind == "session" and events[0].get("total") == 3 and events[-1].kind == "finish"
     steps = [e.get("title") for e in events if e.kind == "step" and SCENARIO in e.get("nodeid")]
-    assert steps[:2] == ["steady state before", "inject"] and "steady state after" in steps
+    named = [s for s in steps if not s.startswith("wait: ")]  # named windows show as steps of their own
+    assert named[:2] == ["steady state before", "inject"] and "steady state after" in named
+    assert "wait: settle before inject (1.0s)" in steps
     result = next(e for e in events if e.kind == "result" and FAILING in e.get("nodeid"))
     assert result.get("outcome") == "failed" and result.get("verdicts")[0]["name"] == "status snapshot"
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from harness import report
+from harness import report, windows
 from harness.checks.availability import AvailabilitySampler
 from harness.faults.catalog import KillComponent
 from harness.load.settings import TrafficSettings
@@ -42,14 +42,11 @@ def test_kill_apiserver_under_traffic(scenario: ScenarioRun, cluster: LocalClust
         targets = {"lb": cluster.lb_url(), victim: cluster.apiserver_url(victim)}
         with AvailabilitySampler(targets, cluster.admin_tls()) as api:
             report.observe(api)
-            time.sleep(3.0)
-            with run.phase("inject"):
-                rec = run.inject(KillComponent(cluster, victim, Component.APISERVER), baseline=api)
-            with run.phase("observe"):
-                time.sleep(4.0)
-            with run.phase("heal"):
-                run.heal(rec)
-            time.sleep(2.0)
+            run.wait(windows.SETTLE)
+            with run.fault(KillComponent(cluster, victim, Component.APISERVER), baseline=api) as killed:
+                run.wait(windows.MEMBERS_DOWN)
+            rec = killed.record
+            run.wait(windows.RECOVERY_AFTER_HEAL)
         traffic.stop()
     finally:
         traffic.stop()
