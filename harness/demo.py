@@ -152,7 +152,7 @@ def _result(r: TestRow) -> str:
 
 
 def verdict_table(rows: Sequence[TestRow]) -> str:
-    """scenario | result | key verdict | measured | budget | verdicts passed | category of a failure."""
+    """scenario | result | key verdict | measured | SLO | verdicts passed | category of a failure."""
     body = []
     for r in rows:
         result = _result(r)
@@ -170,7 +170,7 @@ def verdict_table(rows: Sequence[TestRow]) -> str:
         status = "broken" if r.outcome == "error" or result in ("INCONCLUSIVE", "ERROR") else r.outcome
         category = (categorize(r.message, status) or "") if r.outcome in ("failed", "error") else ""
         body.append([_short(r.name, 48), result, _short(what, 44), measured, budget, passed, category])
-    return render(["scenario", "result", "key verdict", "measured", "budget", "verdicts", "category"], body)
+    return render(["scenario", "result", "key verdict", "measured", "SLO", "verdicts", "category"], body)
 
 
 def _parser() -> argparse.ArgumentParser:
