@@ -175,24 +175,31 @@ def parse_set(items: list[str]) -> dict[str, str]:
     return out
 
 
+def read_file(path: Path | None) -> tuple[Path | None, dict[str, Any]]:
+    """The config file given (or ./kubequake.toml when there is one) and its TOML, or (None, {})."""
+    if path is None and Path(CONFIG_FILE_NAME).is_file():
+        path = Path(CONFIG_FILE_NAME)
+    if path is None:
+        return None, {}
+    try:
+        with open(path, "rb") as fh:
+            return path, tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; pass an existing file to --config") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"config file {path} cannot be read ({exc.strerror}); check the path and permissions"
+        ) from None
+
+
 def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> ClusterConfig:
     """Read the config file (if any) and apply overrides; validate the result."""
     values: dict[str, Any] = {}
     source: dict[str, str] = {}
-    if path is None and Path(CONFIG_FILE_NAME).is_file():
-        path = Path(CONFIG_FILE_NAME)
+    path, data = read_file(path)
     if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist; pass an existing file to --config") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(
-                f"config file {path} cannot be read ({exc.strerror}); check the path and permissions"
-            ) from None
         for k, v in _cluster_keys(flatten(data)).items():
             values[k] = v
             source[k] = str(path)

@@ -18,14 +18,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from harness.config import CONFIG_FILE_NAME, ClusterConfig, flatten
+from harness.config import ClusterConfig, flatten, read_file
 from harness.errors import ConfigError
 
 # Measurement resolution and scheduling noise on a busy 2-core machine, added to predictions.
@@ -225,16 +224,8 @@ def load(
     """
     values: dict[str, Any] = {}
     source: dict[str, str] = {}
-    if path is None and Path(CONFIG_FILE_NAME).is_file():
-        path = Path(CONFIG_FILE_NAME)
+    path, data = read_file(path)
     if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist; pass an existing file to --config") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         for k, v in split(flatten(data))[1].items():
             values[k], source[k] = v, str(path)
     for k, v in flatten({"slo": dict(inventory or {})}).items():
